@@ -1,0 +1,126 @@
+"""The engine interface, declared capabilities, and the registry (entry-point group `pollux.engines`).
+
+An engine is constructed with its catalog entry and the settings, loads lazily, and turns an
+engine-neutral `Prompt` into a stream of `Delta`s. It is called from a worker thread; `cancel`
+is set when the client goes away and must stop generation promptly.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Any
+
+from pollux.errors import InvalidArgument
+from pollux.prompt_types import Prompt
+
+if TYPE_CHECKING:
+    from pollux.catalog import ModelEntry
+    from pollux.settings import Settings
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    mime_types: frozenset[str] = frozenset({"image/*"})  # exact types or "image/*" patterns
+    video: bool = False  # takes timestamped frames
+    audio: bool = False  # takes raw audio (others get the transcript)
+    boxes: bool = False  # native grounding; others are served by a grounding model
+    json_schema: bool = False  # constrained decoding for responseSchema
+    streaming: bool = True  # yields deltas as tokens are produced
+    max_images: int | None = None
+
+    def accepts(self, mime: str) -> bool:
+        major = mime.split("/", 1)[0]
+        return mime in self.mime_types or f"{major}/*" in self.mime_types
+
+
+@dataclass
+class GenerationParams:
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    max_output_tokens: int | None = None
+    stop_sequences: list[str] = field(default_factory=list)
+    seed: int | None = None
+    candidate_count: int = 1
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    response_mime_type: str = "text/plain"
+    response_schema: dict[str, Any] | None = None  # always plain JSON Schema (converted at the edge)
+
+
+@dataclass
+class Delta:
+    """New text for one candidate; the last delta of a candidate carries `finish_reason`."""
+
+    text: str = ""
+    candidate: int = 0
+    finish_reason: str | None = None  # STOP | MAX_TOKENS | OTHER
+    output_tokens: int | None = None  # native tokens generated so far for this candidate
+
+
+class Engine(ABC):
+    name: str = "engine"
+    capabilities: Capabilities = Capabilities()
+
+    def __init__(self, entry: "ModelEntry", settings: "Settings"):
+        self.entry = entry
+        self.settings = settings
+
+    def load(self) -> None:
+        """Load weights; raise `ModelUnavailable` (naming `pollux pull`) if they are absent."""
+
+    def unload(self) -> None:
+        """Free memory; the next request loads again."""
+
+    @abstractmethod
+    def count_tokens(self, prompt: Prompt) -> int:
+        """Tokens the local model really consumes for this prompt (its native count)."""
+
+    @abstractmethod
+    def generate(self, prompt: Prompt, params: GenerationParams, cancel: threading.Event) -> Iterator[Delta]:
+        """Yield deltas; each candidate ends with a delta that has `finish_reason` set."""
+
+    def info(self) -> dict[str, Any]:
+        """Runtime facts for models.get / metrics (loaded, memory)."""
+        return {}
+
+
+@lru_cache(maxsize=None)
+def engine_classes() -> dict[str, type[Engine]]:
+    """Engines registered under the `pollux.engines` entry-point group, plus the built-ins."""
+    classes: dict[str, type[Engine]] = {}
+    for name, path in BUILTIN_ENGINES.items():
+        classes[name] = _lazy(path)
+    for ep in entry_points(group="pollux.engines"):
+        classes.setdefault(ep.name, ep)  # type: ignore[assignment]
+    return classes
+
+
+BUILTIN_ENGINES = {
+    "emulator": "pollux.engines.emulator:EmulatorEngine",
+    "transformers": "pollux.engines.transformers:TransformersEngine",
+    "openvino": "pollux.engines.openvino:OpenVINOEngine",
+}
+
+
+class _lazy:
+    """Import an engine class only when it is first used (torch is heavy)."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def load(self) -> type[Engine]:
+        module, _, attr = self.path.partition(":")
+        return getattr(__import__(module, fromlist=[attr]), attr)
+
+
+def engine_class(name: str) -> type[Engine]:
+    found = engine_classes().get(name)
+    if found is None:
+        raise InvalidArgument(f"Unknown engine {name!r}; known: {sorted(engine_classes())}")
+    return found.load()  # both entry points and _lazy expose .load()

@@ -1,0 +1,92 @@
+"""The engine-neutral prompt: what every engine is given, whatever the wire request looked like.
+
+`pollux.prompt.assemble` builds it from a request's contents and prepared media; engines consume it.
+Video arrives here already expanded: for each sampled frame a `Text("MM:SS")` marker, the frame
+as an `Image` (modality VIDEO, `timestamp` set) and the transcript of those seconds as `Text`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Union
+
+Modality = Literal["TEXT", "IMAGE", "VIDEO", "AUDIO", "DOCUMENT"]
+
+
+@dataclass
+class Text:
+    text: str
+    modality: Modality = "TEXT"  # transcript text of a video counts as AUDIO
+
+
+@dataclass
+class Image:
+    image: "object"  # PIL.Image.Image, RGB, already scaled by the seed's rule (fit 3072, up to 768)
+    original_size: tuple[int, int]  # (width, height) of the file as uploaded, after EXIF rotation
+    modality: Modality = "IMAGE"  # VIDEO for sampled frames
+    timestamp: float | None = None  # seconds into the video, for frames
+    source: str = ""  # "files/abc", "inline[0]": lets answers and boxes refer back
+    cache_key: str | None = None  # stable id of (content, preparation) for vision-feature caches
+
+
+@dataclass
+class Audio:
+    samples: "object"  # numpy float32 array, 16 kHz mono
+    duration: float
+    source: str = ""
+    modality: Modality = "AUDIO"
+
+
+Segment = Union[Text, Image, Audio]
+
+
+@dataclass
+class Turn:
+    role: Literal["user", "model"]
+    segments: list[Segment] = field(default_factory=list)
+
+
+@dataclass
+class Prompt:
+    turns: list[Turn]
+    system: str | None = None
+
+    def images(self) -> list[Image]:
+        return [s for t in self.turns for s in t.segments if isinstance(s, Image)]
+
+    def last_user_text(self) -> str:
+        for turn in reversed(self.turns):
+            if turn.role == "user":
+                return " ".join(s.text for s in turn.segments if isinstance(s, Text) and s.modality == "TEXT")
+        return ""
+
+
+# ---- The request side: what `pollux.prompt.assemble` takes (already parsed, media prepared) ----
+
+
+@dataclass
+class VideoOptions:
+    """`videoMetadata` of a part: clip and sampling rate, honoured at prompt time."""
+
+    start: float | None = None
+    end: float | None = None
+    fps: float | None = None
+
+
+@dataclass
+class TextPart:
+    text: str
+
+
+@dataclass
+class MediaPart:
+    prepared: "object"  # pollux.media.prepared.PreparedImage | PreparedVideo | PreparedAudio
+    mime_type: str
+    source: str  # "files/abc" or "inline[3]"
+    video: VideoOptions | None = None
+
+
+@dataclass
+class RequestTurn:
+    role: Literal["user", "model"]
+    parts: list[Union[TextPart, MediaPart]] = field(default_factory=list)

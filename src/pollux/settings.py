@@ -1,0 +1,87 @@
+"""One typed settings object. Precedence: defaults < TOML file < `POLLUX_*` env < CLI flags."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+GB = 1000**3
+MB = 1000**2
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = Path("pollux-data")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite in data_dir")
+    public_base_url: str | None = Field(None, description="Base of file `uri`s; default: the request's host")
+    api_keys: str = Field("", description="'key:project,key2:project2' (dev/test convenience)")
+    emulator: bool = Field(False, description="answer every catalog model with the emulator engine")
+    log_level: str = "info"
+
+    # Files API limits (Gemini's defaults).
+    max_file_bytes: int = 2 * GB
+    max_project_bytes: int = 20 * GB
+    file_ttl_seconds: int = 48 * 3600
+    max_inline_bytes: int = 20 * MB
+    sweep_interval_seconds: float = 60.0
+    upload_session_ttl_seconds: int = 7 * 24 * 3600
+    fsync: bool = True
+
+    # Media preparation.
+    processing_workers: int = 2
+    max_video_seconds: float = 3600.0
+    max_image_pixels: int = 178_956_970  # Pillow's own bomb threshold
+    max_images_per_request: int = 3600
+
+    # Engines and weights.
+    models_dir: Path | None = Field(None, description="where pulled/converted weights live; default data_dir/models")
+    catalog_file: Path | None = None
+    default_model: str = "smolvlm2-256m"
+    device: str = "cpu"
+    idle_unload_seconds: float = 0.0
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'pollux.db').resolve()}"
+
+    @property
+    def resolved_models_dir(self) -> Path:
+        return self.models_dir or self.data_dir / "models"
+
+    def parsed_api_keys(self) -> dict[str, str]:
+        """`POLLUX_API_KEYS` as {key: project}."""
+        keys: dict[str, str] = {}
+        for item in filter(None, (p.strip() for p in self.api_keys.split(","))):
+            key, _, project = item.partition(":")
+            keys[key.strip()] = (project or "default").strip()
+        return keys
+
+
+def _coerce_env(name: str, raw: str) -> Any:
+    field = Settings.model_fields[name]
+    if field.annotation is bool:
+        return raw.strip().lower() in {"1", "true", "yes", "on"}
+    return raw
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Build Settings from the TOML file (arg or POLLUX_CONFIG), env vars, then explicit overrides."""
+    values: dict[str, Any] = {}
+    path = config_file or os.environ.get("POLLUX_CONFIG")
+    if path:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+        values.update(data.get("pollux", data))
+    for name in Settings.model_fields:
+        env = os.environ.get(f"POLLUX_{name.upper()}")
+        if env is not None:
+            values[name] = _coerce_env(name, env)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return Settings(**values)
