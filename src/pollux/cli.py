@@ -1,0 +1,83 @@
+"""`pollux`: the server (`serve`), key management, and the client commands."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Pollux: the Gemini API, self-hosted.")
+
+
+@app.command()
+def serve(
+    host: str = typer.Option(None, help="Interface to bind (default 127.0.0.1)."),
+    port: int = typer.Option(None, help="Port (default 8080)."),
+    data_dir: str = typer.Option(None, "--data-dir", help="Where files, metadata and models live."),
+    config: str = typer.Option(None, "--config", help="TOML settings file."),
+    emulator: bool = typer.Option(None, "--emulator/--no-emulator", help="Answer every model with the emulator."),
+    log_level: str = typer.Option(None, "--log-level"),
+) -> None:
+    """Start the server."""
+    import uvicorn
+
+    from pollux.api.app import create_app
+    from pollux.settings import load_settings
+
+    settings = load_settings(config, host=host, port=port, data_dir=data_dir, emulator=emulator, log_level=log_level)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level,
+                timeout_graceful_shutdown=5)
+
+
+keys_app = typer.Typer(help="API keys (stored hashed).", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+def _store(data_dir: str | None, config: str | None):
+    from pollux.files.store import MetadataStore
+    from pollux.settings import load_settings
+
+    settings = load_settings(config, data_dir=data_dir)
+    return MetadataStore.open(settings)
+
+
+@keys_app.command("create")
+def keys_create(project: str = typer.Option("default", "--project"),
+                data_dir: str = typer.Option(None, "--data-dir"), config: str = typer.Option(None, "--config")):
+    """Create a key for a project; it is printed once."""
+    key = _store(data_dir, config).create_key(project)
+    typer.echo(key)
+
+
+@keys_app.command("list")
+def keys_list(data_dir: str = typer.Option(None, "--data-dir"), config: str = typer.Option(None, "--config")):
+    """List keys (prefix, project, created, revoked)."""
+    for row in _store(data_dir, config).list_keys():
+        typer.echo(f"{row['prefix']}…  {row['project']}  {row['created']}  {'revoked' if row['revoked'] else ''}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(prefix: str, data_dir: str = typer.Option(None, "--data-dir"),
+                config: str = typer.Option(None, "--config")):
+    """Revoke the key that starts with PREFIX."""
+    if not _store(data_dir, config).revoke_key(prefix):
+        typer.echo(f"no key starts with {prefix!r}", err=True)
+        raise typer.Exit(1)
+    typer.echo("revoked")
+
+
+def _register_client_commands() -> None:
+    try:
+        from pollux.client.commands import register
+    except ImportError:  # the client commands are optional during development
+        return
+    register(app)
+
+
+_register_client_commands()
+
+
+def main() -> None:  # python -m pollux.cli
+    app()
+
+
+if __name__ == "__main__":
+    main()

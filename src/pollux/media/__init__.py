@@ -1,0 +1,1 @@
+"""Decoding and preparing images, video and audio; token accounting."""

@@ -1,0 +1,77 @@
+"""Prepared media: what the prompt assembly gets for a file or an inline part.
+
+For uploaded files these are loaded from the prepared-media artifact (a folder next to the
+blob, written once while the file is PROCESSING), so a prompt never decodes a video again
+except for frames the artifact lacks (a higher `videoMetadata.fps`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+    from PIL.Image import Image as PILImage
+
+    from pollux.prompt_types import VideoOptions
+
+
+@dataclass
+class PreparedImage:
+    image: "PILImage"  # RGB, EXIF-rotated, scaled to fit 3072x3072 / up to 768x768 (the seed's rule)
+    original_size: tuple[int, int]  # (width, height) after EXIF rotation, before scaling
+    mime_type: str
+    sha256: str  # hex digest of the source bytes: with the size, a cache key for vision features
+
+
+@dataclass
+class Frame:
+    timestamp: float  # seconds (the frame's real pts)
+    path: Path  # JPEG inside the artifact folder
+
+    def load(self) -> "PILImage":
+        from PIL import Image
+
+        with Image.open(self.path) as im:
+            return im.convert("RGB")
+
+
+@dataclass
+class PreparedAudio:
+    duration: float  # seconds
+    wav_path: Path  # 16 kHz mono s16le WAV
+    artifact_dir: Path  # transcripts are cached here (transcript.json)
+
+    def samples(self) -> "np.ndarray":
+        """float32 samples in [-1, 1] at 16 kHz."""
+        import wave
+
+        import numpy as np
+
+        with wave.open(str(self.wav_path), "rb") as w:
+            raw = w.readframes(w.getnframes())
+        return np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768.0
+
+
+@dataclass
+class PreparedVideo:
+    duration: float  # seconds; File.videoMetadata.videoDuration
+    original_size: tuple[int, int]
+    frames: list[Frame]  # one per second (fps below), in time order
+    audio: PreparedAudio | None  # None when the video has no audio track
+    artifact_dir: Path
+    source_path: Path  # the blob, for decoding frames the artifact lacks
+    sha256: str
+    fps: float = 1.0
+    extra: dict = field(default_factory=dict)
+
+    def frames_for(self, options: "VideoOptions | None") -> list[Frame]:
+        """Frames for a request's videoMetadata (clip + fps), decoding only what is missing."""
+        from pollux.media.video import frames_for
+
+        return frames_for(self, options)
+
+
+Prepared = PreparedImage | PreparedVideo | PreparedAudio
