@@ -39,6 +39,8 @@ class Settings(BaseModel):
     max_video_seconds: float = 3600.0
     max_image_pixels: int = 178_956_970  # Pillow's own bomb threshold
     max_images_per_request: int = 3600
+    transcribe: bool = Field(True, description="speech-to-text for video audio tracks and audio files")
+    whisper_model: str | None = Field(None, description="faster-whisper model (path or hub id); default Whisper base")
 
     # Engines and weights.
     models_dir: Path | None = Field(None, description="where pulled/converted weights live; default data_dir/models")

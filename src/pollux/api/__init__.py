@@ -1,0 +1,1 @@
+"""The wire: Gemini REST routing, auth, request models, errors, streaming and upload protocols."""

@@ -1,0 +1,199 @@
+"""generateContent, streamGenerateContent (SSE and JSON-array streaming) and countTokens."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import AsyncIterator
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from pollux.api.context import ctx
+from pollux.api.errors import error_body
+from pollux.api.schema import (CountTokensRequest, GenerateContentRequest, GenerationConfig, openapi_to_json_schema,
+                               parse)
+from pollux.engines.base import GenerationParams
+from pollux.errors import InvalidArgument, PayloadTooLarge, PolluxError
+from pollux.generation import FileRef, GenerateInput, InlineRef, Job
+from pollux.prompt_types import VideoOptions
+
+RESPONSE_MIME_TYPES = ("text/plain", "application/json", "text/x.enum")
+
+
+async def read_json(request: Request) -> dict:
+    """The body as JSON, refusing it as soon as it crosses the inline request limit."""
+    limit = ctx(request).settings.max_inline_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"Request payload size exceeds the limit: {limit} bytes. "
+                              "Upload large media with the File API instead.")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"Request payload size exceeds the limit: {limit} bytes. "
+                                  "Upload large media with the File API instead.")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError as e:
+        raise InvalidArgument(f"Invalid JSON payload received. {e}") from None
+    if not isinstance(data, dict):
+        raise InvalidArgument("Invalid JSON payload received. Expected a JSON object.")
+    return data
+
+
+def to_input(req: GenerateContentRequest) -> GenerateInput:
+    if req.tools:
+        raise InvalidArgument("Tools (function calling, code execution, search) are not supported by Pollux yet.")
+    if req.cached_content:
+        raise InvalidArgument("cachedContent is not supported by Pollux yet.")
+    turns = []
+    for i, content in enumerate(req.contents):
+        role = content.role or "user"
+        if role not in ("user", "model"):
+            raise InvalidArgument(f"Invalid role {content.role!r} in contents[{i}]: use 'user' or 'model'.")
+        if not content.parts:
+            raise InvalidArgument(f"contents[{i}].parts must not be empty.")
+        parts: list = []
+        for j, part in enumerate(content.parts):
+            video = VideoOptions(part.video_metadata.start_offset, part.video_metadata.end_offset,
+                                 part.video_metadata.fps) if part.video_metadata else None
+            if part.text is not None:
+                parts.append(part.text)
+            elif part.inline_data is not None:
+                parts.append(InlineRef(part.inline_data.mime_type, part.inline_data.data, video))
+            elif part.file_data is not None:
+                parts.append(FileRef(part.file_data.file_uri, part.file_data.mime_type, video))
+            else:
+                kinds = sorted(part.model_extra or {}) or ["empty part"]
+                raise InvalidArgument(f"contents[{i}].parts[{j}]: {', '.join(kinds)} is not supported; "
+                                      "parts may hold text, inlineData or fileData.")
+        turns.append((role, parts))
+    system = None
+    if req.system_instruction is not None:
+        system = "\n".join(p.text for p in req.system_instruction.parts if p.text) or None
+    return GenerateInput(turns, system, to_params(req.generation_config))
+
+
+def to_params(cfg: GenerationConfig | None) -> GenerationParams:
+    if cfg is None:
+        return GenerationParams()
+    mime = cfg.response_mime_type or "text/plain"
+    if mime not in RESPONSE_MIME_TYPES:
+        raise InvalidArgument(f"Unsupported response_mime_type {mime!r}; use one of {', '.join(RESPONSE_MIME_TYPES)}.")
+    schema = cfg.response_json_schema or (openapi_to_json_schema(cfg.response_schema) if cfg.response_schema else None)
+    if schema is not None and mime == "text/plain":
+        raise InvalidArgument("responseSchema requires responseMimeType application/json or text/x.enum.")
+    return GenerationParams(
+        temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k, max_output_tokens=cfg.max_output_tokens,
+        stop_sequences=list(cfg.stop_sequences), seed=cfg.seed, candidate_count=cfg.candidate_count or 1,
+        presence_penalty=cfg.presence_penalty, frequency_penalty=cfg.frequency_penalty, response_mime_type=mime,
+        response_schema=schema)
+
+
+async def _job(request: Request) -> Job:
+    c = ctx(request)
+    project = c.auth.project(request)
+    req = parse(GenerateContentRequest, await read_json(request))
+    return await c.generation.prepare(project, request.path_params["model"], to_input(req))
+
+
+def usage_json(job: Job, output_tokens: int | None) -> dict:
+    prompt = job.usage.prompt_tokens
+    out: dict = {"promptTokenCount": prompt}
+    if output_tokens is not None:
+        out["candidatesTokenCount"] = output_tokens
+    out["totalTokenCount"] = prompt + (output_tokens or 0)
+    out["promptTokensDetails"] = [{"modality": k, "tokenCount": v} for k, v in job.usage.by_modality.items()]
+    return out
+
+
+def _native_headers(job: Job) -> dict:
+    # Extension: what the local model really consumes (Gemini-rule counts are in the body).
+    return {"x-pollux-native-prompt-tokens": str(job.usage.native_prompt_tokens),
+            "x-pollux-model": job.model.entry.id}
+
+
+class _Candidates:
+    def __init__(self, count: int):
+        self.text = [""] * count
+        self.finish: list[str | None] = [None] * count
+        self.tokens = [0] * count
+
+    def add(self, delta) -> None:
+        self.text[delta.candidate] += delta.text
+        if delta.finish_reason:
+            self.finish[delta.candidate] = delta.finish_reason
+        if delta.output_tokens is not None:
+            self.tokens[delta.candidate] = delta.output_tokens
+
+
+def _candidate(index: int, text: str, finish: str | None) -> dict:
+    out: dict = {"content": {"role": "model", "parts": [{"text": text}]}, "index": index}
+    if finish:
+        out["finishReason"] = finish
+    return out
+
+
+async def generate_content(request: Request) -> JSONResponse:
+    job = await _job(request)
+    cands = _Candidates(job.params.candidate_count)
+    async for delta in ctx(request).generation.stream(job):
+        cands.add(delta)
+    body = {
+        "candidates": [_candidate(i, t, cands.finish[i] or "STOP") for i, t in enumerate(cands.text)],
+        "usageMetadata": usage_json(job, sum(cands.tokens)),
+        "modelVersion": job.model.requested,
+        "responseId": secrets.token_urlsafe(12),
+    }
+    return JSONResponse(body, headers=_native_headers(job))
+
+
+async def stream_generate_content(request: Request) -> Response:
+    job = await _job(request)
+    sse = request.query_params.get("alt", "").lower() == "sse"
+    response_id = secrets.token_urlsafe(12)
+
+    async def chunks() -> AsyncIterator[dict]:
+        cands = _Candidates(job.params.candidate_count)
+        try:
+            async for delta in ctx(request).generation.stream(job):
+                cands.add(delta)
+                done = all(cands.finish)
+                if not delta.text and not delta.finish_reason:
+                    continue
+                yield {"candidates": [_candidate(delta.candidate, delta.text, delta.finish_reason)],
+                       "usageMetadata": usage_json(job, sum(cands.tokens) if done else None),
+                       "modelVersion": job.model.requested, "responseId": response_id}
+        except PolluxError as e:
+            yield error_body(e)[1]
+
+    async def sse_body() -> AsyncIterator[bytes]:
+        async for chunk in chunks():
+            yield b"data: " + json.dumps(chunk).encode() + b"\r\n\r\n"
+
+    async def array_body() -> AsyncIterator[bytes]:
+        first = True
+        async for chunk in chunks():
+            yield (b"[" if first else b",\r\n") + json.dumps(chunk).encode()
+            first = False
+        yield b"[]" if first else b"]"
+
+    if sse:
+        return StreamingResponse(sse_body(), media_type="text/event-stream", headers=_native_headers(job))
+    return StreamingResponse(array_body(), media_type="application/json", headers=_native_headers(job))
+
+
+async def count_tokens(request: Request) -> JSONResponse:
+    c = ctx(request)
+    project = c.auth.project(request)
+    req = parse(CountTokensRequest, await read_json(request)).as_generate()
+    job = await c.generation.prepare(project, request.path_params["model"], to_input(req))
+    body = {"totalTokens": job.usage.prompt_tokens,
+            "promptTokensDetails": [{"modality": k, "tokenCount": v} for k, v in job.usage.by_modality.items()]}
+    return JSONResponse(body, headers=_native_headers(job))

@@ -1,0 +1,122 @@
+"""Background preparation of uploaded media: PROCESSING → ACTIVE or FAILED.
+
+The durable job queue is the files table itself: every row in PROCESSING is a job. On start-up
+they are all submitted again, so work interrupted by a crash is picked up. A bounded pool keeps
+decoding from starving the API (at most `processing_workers` jobs at once).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Callable
+
+from pollux.errors import RPC_CODES, Cancelled, PolluxError, rpc_status
+from pollux.files.records import State
+
+if TYPE_CHECKING:
+    from pollux.files.service import FileService
+
+log = logging.getLogger("pollux.processing")
+
+# Hooks run after media preparation while the file is still PROCESSING (e.g. speech recognition),
+# each given (file record, prepared media, settings). Registered by the app wiring, not imported here,
+# so `files/` does not depend on the engines.
+PostProcessHook = Callable[[object, object, object], None]
+
+
+class Processor:
+    def __init__(self, service: "FileService"):
+        self.service = service
+        self.hooks: list[PostProcessHook] = []
+        self._pool: ThreadPoolExecutor | None = None
+        self._cancelled: set[str] = set()
+        self._queued: set[str] = set()
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+
+    def start(self) -> None:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max(1, self.service.settings.processing_workers),
+                                            thread_name_prefix="pollux-media")
+
+    def stop(self) -> None:
+        if self._pool is not None:
+            with self._lock:
+                self._cancelled.update(self._queued)
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def submit(self, file_id: str) -> None:
+        self.start()
+        with self._lock:
+            if file_id in self._queued:
+                return
+            self._queued.add(file_id)
+            self._cancelled.discard(file_id)
+        self._pool.submit(self._run, file_id)
+
+    def cancel(self, file_id: str) -> None:
+        with self._lock:
+            if file_id in self._queued:
+                self._cancelled.add(file_id)
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until no job is queued or running (tests, shutdown)."""
+        with self._idle:
+            return self._idle.wait_for(lambda: not self._queued, timeout)
+
+    def _is_cancelled(self, file_id: str) -> bool:
+        with self._lock:
+            return file_id in self._cancelled
+
+    def _run(self, file_id: str) -> None:
+        try:
+            self._process(file_id)
+        except Exception:  # never let a job kill the worker thread
+            log.exception("processing %s crashed", file_id)
+        finally:
+            with self._idle:
+                self._queued.discard(file_id)
+                self._cancelled.discard(file_id)
+                self._idle.notify_all()
+
+    def _process(self, file_id: str) -> None:
+        from pollux.media import pipeline
+
+        svc = self.service
+        rec = next((r for r in svc.store.files_in_state(State.PROCESSING) if r.id == file_id), None)
+        if rec is None or self._is_cancelled(file_id):
+            return
+        blob, artifact = svc.blobs.blob_path(file_id), svc.blobs.artifact_dir(file_id)
+        shutil.rmtree(artifact, ignore_errors=True)  # a half-built artifact from a crash is never trusted
+        cancelled = lambda: self._is_cancelled(file_id)  # noqa: E731
+        try:
+            info = pipeline.prepare_file(rec.mime_type, blob, artifact, svc.settings, cancelled)
+            prepared = pipeline.load_prepared(rec.mime_type, blob, artifact, svc.settings)
+            for hook in self.hooks:
+                if cancelled():
+                    raise Cancelled("deleted while processing")
+                hook(rec, prepared, svc.settings)
+        except Cancelled:
+            svc.blobs.remove(file_id)
+            return
+        except PolluxError as e:
+            self._finish(file_id, state=State.FAILED, error=rpc_status(e))
+            return
+        except Exception as e:  # corrupt input can make decoders throw anything
+            log.warning("processing %s failed: %r", file_id, e)
+            self._finish(file_id, state=State.FAILED,
+                         error={"code": RPC_CODES["INVALID_ARGUMENT"],
+                                "message": f"The file could not be processed: {e}"})
+            return
+        info = info or {}
+        self._finish(file_id, state=State.ACTIVE, video_duration=info.get("videoDuration"),
+                     meta={k: v for k, v in info.items() if k != "videoDuration"})
+
+    def _finish(self, file_id: str, **values) -> None:
+        if self._is_cancelled(file_id) or not self.service.store.update_file(file_id, **values):
+            self.service.blobs.remove(file_id)  # deleted meanwhile: leave nothing behind
+

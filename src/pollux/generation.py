@@ -1,0 +1,209 @@
+"""generateContent / countTokens as a service: resolve the model and media, assemble the prompt,
+count tokens both ways (Gemini's rules and the local model's own), and run the engine.
+
+The API layer hands in a parsed, engine-neutral request; nothing here knows about HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import tempfile
+import threading
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from starlette.concurrency import run_in_threadpool
+
+from pollux import prompt as prompt_assembly
+from pollux.catalog import Catalog, Resolved
+from pollux.engines.base import Delta, Engine, GenerationParams
+from pollux.errors import InvalidArgument, PermissionDenied, UnsupportedMedia
+from pollux.media import mime as mimes
+from pollux.media import pipeline, tokens
+from pollux.media.prepared import PreparedAudio, PreparedImage, PreparedVideo
+from pollux.prompt_types import MediaPart, Prompt, RequestTurn, TextPart, VideoOptions
+
+if TYPE_CHECKING:
+    from pollux.engines.hub import EngineHub
+    from pollux.files.service import FileService
+    from pollux.settings import Settings
+
+log = logging.getLogger("pollux.generation")
+
+_FILE_URI = re.compile(r"(?:^|/)files/([a-z0-9][a-z0-9-]{0,39})/?$")
+
+
+@dataclass
+class FileRef:
+    uri: str
+    mime_type: str = ""
+    video: VideoOptions | None = None
+
+
+@dataclass
+class InlineRef:
+    mime_type: str
+    data: bytes
+    video: VideoOptions | None = None
+
+
+@dataclass
+class GenerateInput:
+    turns: list[tuple[str, list[str | FileRef | InlineRef]]]
+    system: str | None = None
+    params: GenerationParams = field(default_factory=GenerationParams)
+
+
+@dataclass
+class Usage:
+    by_modality: dict[str, int]  # Gemini-rule counts of the prompt
+    native_prompt_tokens: int  # what the local model really consumes
+
+    @property
+    def prompt_tokens(self) -> int:
+        return sum(self.by_modality.values())
+
+
+@dataclass
+class Job:
+    model: Resolved
+    engine: Engine
+    prompt: Prompt
+    params: GenerationParams
+    usage: Usage
+
+
+class GenerationService:
+    def __init__(self, settings: "Settings", catalog: Catalog, files: "FileService", engines: "EngineHub"):
+        self.settings = settings
+        self.catalog = catalog
+        self.files = files
+        self.engines = engines
+        self.scratch = Path(settings.data_dir) / "scratch"
+        self.scratch.mkdir(parents=True, exist_ok=True)
+
+    async def prepare(self, project: str, model_name: str, inp: GenerateInput) -> Job:
+        """Everything up to the first token; every request error is raised from here."""
+        model = self.catalog.resolve(model_name)
+        return await run_in_threadpool(self._prepare, project, model, inp)
+
+    def _prepare(self, project: str, model: Resolved, inp: GenerateInput) -> Job:
+        if not inp.turns:
+            raise InvalidArgument("* GenerateContentRequest.contents: contents is not specified")
+        engine = self.engines.get(model.entry)
+        with tempfile.TemporaryDirectory(dir=self.scratch) as scratch:
+            turns = self._resolve_media(project, inp, engine, Path(scratch))
+            with self.engines.lease(model.entry):
+                pass  # load the model now, so a missing one fails before any bytes are streamed
+            prompt = prompt_assembly.assemble(
+                turns, inp.system, capabilities=engine.capabilities, token_budget=model.entry.input_token_limit,
+                count_tokens=engine.count_tokens, transcribe=self._transcriber())
+            native = engine.count_tokens(prompt)
+            usage = Usage(self._gemini_counts(turns, inp.system, model.token_profile, engine), native)
+        if native > model.entry.input_token_limit:
+            raise InvalidArgument(f"The input token count ({native}) exceeds the maximum number of tokens allowed "
+                                  f"({model.entry.input_token_limit}) for {model.requested}.")
+        return Job(model, engine, prompt, inp.params, usage)
+
+    def _resolve_media(self, project: str, inp: GenerateInput, engine: Engine, scratch: Path) -> list[RequestTurn]:
+        turns: list[RequestTurn] = []
+        images = 0
+        for index, (role, parts) in enumerate(inp.turns):
+            turn = RequestTurn(role=role)  # type: ignore[arg-type]
+            for part in parts:
+                if isinstance(part, str):
+                    turn.parts.append(TextPart(part))
+                    continue
+                media = self._media(project, part, scratch, len(turns) + index)
+                if not engine.capabilities.accepts(media.mime_type):
+                    raise UnsupportedMedia(f"{media.mime_type} input is not supported by this model.")
+                images += isinstance(media.prepared, PreparedImage)
+                turn.parts.append(media)
+            turns.append(turn)
+        if images > self.settings.max_images_per_request:
+            raise InvalidArgument(f"Too many images in the request: {images}; at most "
+                                  f"{self.settings.max_images_per_request} are allowed.")
+        return turns
+
+    def _media(self, project: str, part: FileRef | InlineRef, scratch: Path, position: int) -> MediaPart:
+        if isinstance(part, FileRef):
+            m = _FILE_URI.search(part.uri.split("?", 1)[0])
+            if not m:
+                raise PermissionDenied(f"You do not have permission to access the File {part.uri} or it may not "
+                                       "exist.")
+            rec = self.files.get_active(project, m.group(1))
+            prepared = pipeline.load_prepared(rec.mime_type, self.files.blob_path(rec), self.files.artifact_dir(rec),
+                                              self.settings)
+            return MediaPart(prepared, rec.mime_type, rec.name, part.video)
+        if not part.mime_type:
+            raise InvalidArgument("inlineData.mimeType is required.")
+        declared = mimes.normalize(part.mime_type)
+        if mimes.kind(declared) is None:
+            raise UnsupportedMedia(f"Unsupported MIME type: {part.mime_type}.")
+        mime = mimes.check(declared, part.data[:4096])
+        prepared = pipeline.prepare_inline(mime, part.data, self.settings, scratch / str(position))
+        return MediaPart(prepared, mime, f"inline[{position}]", part.video)
+
+    def _transcriber(self):
+        if not self.settings.transcribe:
+            return None
+        try:
+            from pollux.engines import whisper
+        except ImportError:
+            return None
+        return lambda audio: whisper.transcribe_cached(audio, self.settings)
+
+    def _gemini_counts(self, turns: list[RequestTurn], system: str | None, profile: str, engine: Engine) -> dict:
+        count_text = getattr(engine, "count_text", None) or tokens.count_text_estimate
+        counts = {"TEXT": count_text(system) if system else 0, "IMAGE": 0, "VIDEO": 0, "AUDIO": 0}
+        for turn in turns:
+            for part in turn.parts:
+                if isinstance(part, TextPart):
+                    counts["TEXT"] += count_text(part.text)
+                    continue
+                p = part.prepared
+                if isinstance(p, PreparedImage):
+                    counts["IMAGE"] += tokens.count_image(*p.original_size, profile)
+                elif isinstance(p, PreparedVideo):
+                    v = part.video or VideoOptions()
+                    frames, audio = tokens.count_video(p.duration, v.fps or 1.0, v.start, v.end,
+                                                       p.audio is not None, profile)
+                    counts["VIDEO"] += frames
+                    counts["AUDIO"] += audio
+                elif isinstance(p, PreparedAudio):
+                    counts["AUDIO"] += tokens.count_audio(p.duration)
+        return {k: v for k, v in counts.items() if v or k == "TEXT"}
+
+    async def stream(self, job: Job) -> AsyncIterator[Delta]:
+        """Run the engine in a worker thread; leaving the iterator early cancels generation."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+        cancel = threading.Event()
+        end = object()
+
+        def work() -> None:
+            try:
+                with self.engines.lease(job.model.entry) as engine:
+                    for delta in engine.generate(job.prompt, job.params, cancel):
+                        loop.call_soon_threadsafe(queue.put_nowait, delta)
+                        if cancel.is_set():
+                            break
+            except BaseException as e:  # handed to the request's task, raised there
+                loop.call_soon_threadsafe(queue.put_nowait, e)
+            finally:
+                loop.call_soon_threadsafe(queue.put_nowait, end)
+
+        worker = loop.run_in_executor(None, work)
+        try:
+            while (item := await queue.get()) is not end:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            cancel.set()
+            if not worker.done():
+                worker.add_done_callback(lambda f: f.exception())
