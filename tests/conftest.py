@@ -1,0 +1,61 @@
+"""Shared fixtures: an app on a temporary data dir, driven in-process."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no test may reach a model hub
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+KEYS = "test-key:demo,other-key:acme"
+H = {"x-goog-api-key": "test-key"}
+OTHER = {"x-goog-api-key": "other-key"}
+
+
+def png_bytes(width: int = 8, height: int = 8, color=(200, 30, 30)) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), color).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture
+def settings(tmp_path):
+    from pollux.settings import Settings
+
+    return Settings(data_dir=tmp_path / "data", api_keys=KEYS, emulator=True, transcribe=False,
+                    sweep_interval_seconds=3600, fsync=False)
+
+
+@pytest.fixture
+def make_client(settings):
+    """Factory: a TestClient over a fresh app; settings may be overridden per test."""
+    from starlette.testclient import TestClient
+
+    from pollux.api.app import create_app
+
+    clients = []
+
+    def make(**overrides):
+        s = settings.model_copy(update=overrides)
+        client = TestClient(create_app(s), base_url="http://testserver")
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield make
+    for c in clients:
+        c.__exit__(None, None, None)
+
+
+@pytest.fixture
+def client(make_client):
+    return make_client()
+
+
+def ctx_of(client):
+    return client.app.state.pollux
