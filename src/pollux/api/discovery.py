@@ -26,7 +26,15 @@ async def discovery(request: Request) -> JSONResponse:
             "key": {"type": "string", "location": "query"},
             "alt": {"type": "string", "location": "query", "default": "json"},
         },
-        "schemas": {},
+        "schemas": {
+            "CreateFileRequest": {"id": "CreateFileRequest", "type": "object",
+                                  "properties": {"file": {"$ref": "File"}}},
+            "CreateFileResponse": {"id": "CreateFileResponse", "type": "object",
+                                   "properties": {"file": {"$ref": "File"}}},
+            "File": {"id": "File", "type": "object", "properties": {
+                name: {"type": "string"} for name in ("name", "displayName", "mimeType", "sizeBytes", "createTime",
+                                                      "updateTime", "expirationTime", "sha256Hash", "uri", "state")}},
+        },
         "resources": {
             "media": {
                 "methods": {
@@ -37,6 +45,8 @@ async def discovery(request: Request) -> JSONResponse:
                         "httpMethod": "POST",
                         "parameters": {},
                         "parameterOrder": [],
+                        "request": {"$ref": "CreateFileRequest"},
+                        "response": {"$ref": "CreateFileResponse"},
                         "supportsMediaUpload": True,
                         "mediaUpload": {
                             "accept": ["*/*"],
