@@ -192,12 +192,14 @@ class FileService:
                                   "Query the session and resume from there.")
         hasher = self._hasher(s)
         received = s.received
+        # Other uploads' bytes are read once per chunk request, not per network read: this loop is the hot path.
+        used_elsewhere = self.store.project_usage(s.project, exclude_session=s.id)
         fh = self.blobs.open_staging(s.id, received)
         try:
             async for chunk in chunks:
                 if not chunk:
                     continue
-                self._check_limits(s.project, s, received + len(chunk))
+                self._check_limits(s.project, s, received + len(chunk), used_elsewhere)
                 fh.write(chunk)
                 hasher.update(chunk)
                 received += len(chunk)
@@ -246,12 +248,13 @@ class FileService:
         return await self.finalize(s.id)
 
     # ---- internals ----
-    def _check_limits(self, project: str, s: UploadSession | None, total: int) -> None:
+    def _check_limits(self, project: str, s: UploadSession | None, total: int, used: int | None = None) -> None:
         if total > self.settings.max_file_bytes:
             raise PayloadTooLarge(f"File size exceeds the limit of {self.settings.max_file_bytes} bytes per file.")
         if s is not None and s.declared_size is not None and total > s.declared_size:
             raise InvalidArgument(f"Received more bytes than the {s.declared_size} declared for this upload.")
-        used = self.store.project_usage(project, exclude_session=s.id if s else None)
+        if used is None:
+            used = self.store.project_usage(project, exclude_session=s.id if s else None)
         if used + total > self.settings.max_project_bytes:
             raise ResourceExhausted(
                 f"Project storage quota exceeded: {used} bytes stored, this upload needs {total}, "
