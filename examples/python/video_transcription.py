@@ -1,0 +1,15 @@
+"""Transcribe the video with visual descriptions (video first, then the text: Gemini's advice for one video).
+
+    python video_transcription.py [VIDEO]      (default: the sample GreatRedSpot.mp4)
+"""
+
+from common import arg_or_sample, client, upload_video
+
+client = client()
+video_file = upload_video(client, arg_or_sample(1, "GreatRedSpot.mp4"), "Jupiter's Great Red Spot")
+
+response = client.models.generate_content(
+    model="gemini-1.5-pro",
+    contents=[video_file, "Transcribe the audio, giving timestamps. Also provide visual descriptions."],
+)
+print(response.text)
