@@ -35,7 +35,7 @@ def mmss(seconds: float) -> str:
 
 class EmulatorEngine(Engine):
     name = "emulator"
-    capabilities = Capabilities(mime_types=frozenset({"image/*", "video/*", "audio/*"}), video=True, audio=False,
+    capabilities = Capabilities(mime_types=frozenset({"image/*", "video/*", "audio/*"}), video=True, audio=True,
                                 boxes=True, json_schema=True, streaming=True)
 
     def count_tokens(self, prompt: Prompt) -> int:
