@@ -1,0 +1,162 @@
+"""Image preparation: decode, EXIF orientation, RGB, and the seed's 768/3072 scaling rule.
+
+Scaling (the seed: "larger images are scaled down to a maximum resolution of 3072x3072 while
+preserving their original aspect ratio, while smaller images are scaled up to 768x768"):
+* longest side > 3072: scaled down so the longest side is 3072;
+* longest side < 768: scaled up so the longest side is 768 (the image fits 768x768 exactly);
+* otherwise the size is kept. Aspect ratio is always kept (each side rounded, at least 1 px).
+Because the box is square the factor does not depend on orientation, so we resize before
+rotating (cheaper) and can let JPEG decode at a reduced scale (`draft`) for big photos.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PIL import Image
+
+from pollux.errors import InvalidArgument, PolluxError
+from pollux.media import mime as mime_types
+from pollux.media.prepared import PreparedImage
+
+if TYPE_CHECKING:
+    from pollux.settings import Settings
+
+MAX_SIDE = 3072
+MIN_SIDE = 768
+_ORIENTATION_TAG = 0x0112
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+# Pillow format names allowed per MIME type: content was sniffed already, this keeps Pillow
+# from parsing anything else (JPEGs with a second picture open as MPO).
+_FORMATS = {
+    "image/png": ["PNG"],
+    "image/jpeg": ["JPEG", "MPO"],
+    "image/webp": ["WEBP"],
+    "image/heic": ["HEIF"],
+    "image/heif": ["HEIF"],
+}
+
+
+@cache
+def _register_heif() -> None:
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+
+
+def target_size(width: int, height: int) -> tuple[int, int]:
+    """The prepared size for an image of (width, height): see the module doc."""
+    longest = max(width, height)
+    if longest > MAX_SIDE:
+        factor = MAX_SIDE / longest
+    elif longest < MIN_SIDE:
+        factor = MIN_SIDE / longest
+    else:
+        return width, height
+    return max(1, round(width * factor)), max(1, round(height * factor))
+
+
+def sha256_of(data: bytes | Path) -> str:
+    if isinstance(data, Path):
+        h = hashlib.sha256()
+        with open(data, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                h.update(chunk)
+        return h.hexdigest()
+    return hashlib.sha256(data).hexdigest()
+
+
+def prepare_image(data: bytes | Path, mime: str, settings: Settings) -> PreparedImage:
+    """Decode and prepare one image; InvalidArgument for bombs, truncated or corrupt data."""
+    canonical = mime_types.normalize(mime)
+    formats = _FORMATS.get(canonical)
+    if formats is None:
+        raise InvalidArgument(f"{mime} is not a supported image type.")
+    if canonical in ("image/heic", "image/heif"):
+        _register_heif()
+    source = data if isinstance(data, Path) else io.BytesIO(data)
+    try:
+        with warnings.catch_warnings():
+            # We enforce settings.max_image_pixels ourselves, with a clear message.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(source, formats=formats) as im:
+                image, original_size = _decode(im, settings.max_image_pixels)
+    except PolluxError:
+        raise
+    except Image.DecompressionBombError:
+        # Pillow's own hard stop (2x Image.MAX_IMAGE_PIXELS) fired before our check could.
+        pillow_limit = 2 * (Image.MAX_IMAGE_PIXELS or settings.max_image_pixels)
+        raise InvalidArgument(_too_large_message(None, min(settings.max_image_pixels, pillow_limit))) from None
+    except Image.UnidentifiedImageError:
+        raise InvalidArgument(f"The data is not a valid {canonical} image.") from None
+    except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, EOFError, ... on bad data
+        raise InvalidArgument(f"The image could not be decoded; it is truncated or corrupt ({_reason(exc)}).") from None
+    return PreparedImage(image=image, original_size=original_size, mime_type=canonical, sha256=sha256_of(data))
+
+
+def _decode(im: Image.Image, max_pixels: int) -> tuple[Image.Image, tuple[int, int]]:
+    width, height = im.size
+    if width * height > max_pixels:
+        raise InvalidArgument(_too_large_message((width, height), max_pixels))
+    orientation = _orientation(im)
+    original = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+    size = target_size(width, height)
+    if im.format == "JPEG" and size[0] < width:
+        im.draft("RGB", size)  # decode at 1/2, 1/4, 1/8 scale when that still covers `size`
+    im.load()  # animated images: Image.open leaves us on the first frame
+    rgb = _to_rgb(im)
+    if rgb is im:
+        rgb = im.copy()  # `im` is unusable once the caller closes it
+    if rgb.size != size:
+        shrinking = size[0] < rgb.size[0]
+        rgb = rgb.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0 if shrinking else None)
+    if orientation in _TRANSPOSE:
+        rgb = rgb.transpose(_TRANSPOSE[orientation])
+    return rgb, original
+
+
+def _orientation(im: Image.Image) -> int:
+    try:
+        return int(im.getexif().get(_ORIENTATION_TAG, 1))
+    except Exception:  # malformed EXIF must not fail an otherwise good image
+        return 1
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    """RGB; transparency is composited on white, high bit depths scaled to 8 bits."""
+    if im.mode == "RGB":
+        return im
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (im.mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    if im.mode.startswith("I") or im.mode == "F":
+        arr = np.asarray(im, dtype=np.float64)
+        peak = 65535.0 if im.mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
+        return Image.fromarray(np.clip(arr * (255.0 / peak), 0, 255).astype(np.uint8), "L").convert("RGB")
+    return im.convert("RGB")
+
+
+def _too_large_message(size: tuple[int, int] | None, limit: int) -> str:
+    what = f"{size[0]}x{size[1]} = {size[0] * size[1]:,} pixels" if size else "its pixel count"
+    return f"The image is too large to process: {what} exceeds the limit of {limit:,} pixels."
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text[:200]
