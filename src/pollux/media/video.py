@@ -1,0 +1,419 @@
+"""Video preparation: one frame per second (JPEG, longest side <= 768) and the soundtrack.
+
+Decoding follows media-perf.md: PyAV, one sequential pass, frame threads (`thread_type="AUTO"`)
+and `skip_frame="NONREF"` (non-reference frames are never decoded; 1.5x cheaper, still exact),
+picking for each second k the first decoded frame with pts >= k - 1/(2*fps). Only picked frames
+are converted and they go to disk at once, so memory stays flat whatever the length. Audio is
+demuxed in the same pass and streamed into audio.wav.
+
+Timestamps are seconds from the container's start time. When no frame lies within half a step of
+a target (a variable-frame-rate gap), the frame on screen at that moment, the previous one, is
+used and stamped with the target time. If that gap came from skipped non-reference frames, the
+pass is redone without skipping.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import os
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import av
+
+from pollux.errors import InvalidArgument
+from pollux.media import artifact, tokens
+from pollux.media.audio import (
+    CANCEL_CHECK_PACKETS,
+    WAV_NAME,
+    WavWriter,
+    decode_packet,
+    demux,
+    known_duration,
+    start_time,
+    too_long,
+)
+from pollux.media.prepared import Frame, PreparedAudio, PreparedVideo
+
+if TYPE_CHECKING:
+    from pollux.prompt_types import VideoOptions
+    from pollux.settings import Settings
+
+STORED_FPS = 1.0
+FRAME_MAX_SIDE = 768  # stored frames are downscaled to this; engines resize further themselves
+JPEG_QUALITY = 90
+HOLD_LAST_FRAME_SECONDS = 1.0
+FRAMES_DIR = "frames"
+_cache_lock = threading.Lock()
+
+
+@dataclass
+class _Pick:
+    target: float
+    time: float  # the frame's pts, or the target when the previous frame is held over a gap
+    frame: av.VideoFrame
+    held: bool
+
+
+class _Sampler:
+    """Assigns decoded frames (in display order) to target times.
+
+    A target k takes the first frame with pts >= k - lead (lead: half a source frame interval).
+    If that frame is more than `tolerance` (half a sampling step) past k, the frame before it
+    is the one on screen at k and is held instead.
+    """
+
+    def __init__(self, targets: Sequence[float], lead: float, tolerance: float):
+        self.targets = targets
+        self.lead = lead
+        self.tolerance = tolerance
+        self.next = 0
+        self.prev: tuple[av.VideoFrame, float] | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.next >= len(self.targets)
+
+    def feed(self, frame: av.VideoFrame, t: float) -> list[_Pick]:
+        picks = []
+        while not self.done and t >= self.targets[self.next] - self.lead:
+            target = self.targets[self.next]
+            if t <= target + self.tolerance or self.prev is None:
+                picks.append(_Pick(target, t, frame, held=False))
+            else:
+                picks.append(_Pick(target, target, self.prev[0], held=True))
+            self.next += 1
+        self.prev = (frame, t)
+        return picks
+
+    def finish(self, end: float) -> list[_Pick]:
+        """Hold the last frame for targets before the end of the video stream."""
+        picks = []
+        while self.prev is not None and not self.done and self.targets[self.next] < end:
+            target = self.targets[self.next]
+            picks.append(_Pick(target, target, self.prev[0], held=True))
+            self.next += 1
+        return picks
+
+
+class _SkippedTooMuch(Exception):
+    """A target fell into a gap made by skip_frame=NONREF: decode again without skipping."""
+
+
+class _SeekOvershot(Exception):
+    """The first frame after a seek is already past the first target: decode from the start."""
+
+
+def _skipped_near(target: float, sampler: _Sampler, packet_times: deque[float]) -> bool:
+    """Was a frame that would have matched `target` demuxed but never decoded (skipped)?"""
+    return any(target - sampler.lead <= p <= target + sampler.tolerance for p in packet_times)
+
+
+@dataclass
+class _Geometry:
+    original_size: tuple[int, int]  # display size: sample aspect ratio and rotation applied
+    frame_size: tuple[int, int]  # stored JPEG size
+    rotation: int  # counter-clockwise degrees to apply for display
+
+
+def _geometry(stream: av.video.stream.VideoStream, rotation: int) -> _Geometry:
+    cc = stream.codec_context
+    width, height = cc.width, cc.height
+    sar = stream.sample_aspect_ratio or cc.sample_aspect_ratio
+    if sar and sar > 0 and sar != 1:
+        width = max(1, round(width * sar))
+    if rotation % 180:
+        width, height = height, width
+    scale = min(1.0, FRAME_MAX_SIDE / max(width, height))
+    frame_size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return _Geometry((width, height), frame_size, rotation)
+
+
+def _save_frame(frame: av.VideoFrame, geo: _Geometry, path: Path) -> None:
+    w, h = geo.frame_size
+    if geo.rotation % 180:
+        w, h = h, w  # scale in the coded orientation, rotate after
+    image = frame.to_image(width=w, height=h, interpolation="AREA")
+    if geo.rotation:
+        image = image.rotate(geo.rotation, expand=True)
+    image.save(path, format="JPEG", quality=JPEG_QUALITY)
+
+
+def _frame_time(frame: av.VideoFrame, origin: float, fallback: float) -> float:
+    return frame.time - origin if frame.time is not None else fallback
+
+
+def _stream_rate(stream: av.video.stream.VideoStream) -> float:
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    return float(rate) if rate else 25.0
+
+
+def _video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream:
+    for stream in container.streams.video:
+        if not stream.disposition & av.stream.Disposition.attached_pic:  # cover art is not video
+            return stream
+    raise InvalidArgument("The file has no video stream.")
+
+
+def prepare_video(blob: Path, artifact_dir: Path, settings: Settings, cancelled: Callable[[], bool]) -> PreparedVideo:
+    """Decode a video into its artifact: frames/*.jpg at 1 fps, audio.wav, manifest.json."""
+    try:
+        return _prepare(blob, artifact_dir, settings, cancelled, skip_nonref=True)
+    except _SkippedTooMuch:
+        return _prepare(blob, artifact_dir, settings, cancelled, skip_nonref=False)
+
+
+def _prepare(
+    blob: Path, artifact_dir: Path, settings: Settings, cancelled: Callable[[], bool], skip_nonref: bool
+) -> PreparedVideo:
+    limit = settings.max_video_seconds
+    with artifact.open_media(blob) as container:
+        vstream = _video_stream(container)
+        astream = next(iter(container.streams.audio), None)
+        declared = known_duration(container)
+        if declared is not None and declared > limit:
+            raise too_long("video", declared, limit)
+        origin = start_time(container)
+        vstream.codec_context.thread_type = "AUTO"
+        if skip_nonref:
+            vstream.codec_context.skip_frame = "NONREF"
+        rate = _stream_rate(vstream)
+        horizon = declared if declared is not None else limit
+        targets = tokens.sample_times(0.0, max(horizon, 1e-6), STORED_FPS)
+        sampler = _Sampler(targets, 0.5 / rate, 0.5 / STORED_FPS)
+        recent_packets: deque[float] = deque(maxlen=4096)  # video packet times, to spot skipped frames
+        geo: _Geometry | None = None
+        entries: list[dict] = []
+        written: tuple[av.VideoFrame, str] | None = None
+        last_t: float | None = None
+
+        with artifact.building(artifact_dir, cancelled) as staging:
+            (staging / FRAMES_DIR).mkdir()
+            writer = WavWriter(staging / WAV_NAME, origin) if astream is not None else None
+
+            def emit(picks: list[_Pick]) -> None:
+                nonlocal geo, written
+                for pick in picks:
+                    if pick.held and skip_nonref and _skipped_near(pick.target, sampler, recent_packets):
+                        raise _SkippedTooMuch()
+                    if written is None or written[0] is not pick.frame:
+                        if geo is None:
+                            geo = _geometry(vstream, pick.frame.rotation or 0)
+                        name = f"{FRAMES_DIR}/{len(entries):06d}.jpg"
+                        _save_frame(pick.frame, geo, staging / name)
+                        written = (pick.frame, name)
+                    entries.append({"t": round(pick.time, 4), "file": written[1]})
+
+            try:
+                streams = [vstream] + ([astream] if astream is not None else [])
+                for n, packet in enumerate(demux(container, streams)):
+                    if n % CANCEL_CHECK_PACKETS == 0:
+                        artifact.check_cancelled(cancelled)
+                    if packet.stream is vstream:
+                        if packet.pts is not None and packet.time_base is not None:
+                            pt = float(packet.pts * packet.time_base) - origin
+                            if pt > limit:
+                                raise too_long("video", pt, limit)
+                            recent_packets.append(pt)
+                        for frame in decode_packet(packet):
+                            t = _frame_time(frame, origin, (last_t + 1 / rate) if last_t is not None else 0.0)
+                            emit(sampler.feed(frame, t))
+                            last_t = t
+                    elif writer is not None:
+                        for frame in decode_packet(packet):
+                            writer.write(frame)
+            finally:
+                audio_seconds = writer.close() if writer is not None else 0.0
+            if last_t is None:
+                raise InvalidArgument("The video could not be decoded: no frames were found.")
+            video_end = last_t + 1 / rate
+            duration = declared if declared is not None else max(video_end, audio_seconds)
+            # A soundtrack a little longer than the picture (padding, rounding) is common: the
+            # last frame stays on screen for those seconds. Capped so that a long audio tail
+            # does not turn into hundreds of copies of one frame.
+            emit(sampler.finish(min(duration, video_end + HOLD_LAST_FRAME_SECONDS)))
+            if duration > limit:
+                raise too_long("video", duration, limit)
+            has_audio = writer is not None and writer.samples > 0
+            if writer is not None and not has_audio:
+                (staging / WAV_NAME).unlink(missing_ok=True)
+            assert geo is not None
+            artifact.write_manifest(
+                staging,
+                {
+                    "kind": "video",
+                    "duration": duration,
+                    "video_end": video_end,
+                    "origin": origin,
+                    "rate": rate,
+                    "original_size": list(geo.original_size),
+                    "frame_size": list(geo.frame_size),
+                    "rotation": geo.rotation,
+                    "fps": STORED_FPS,
+                    "frames": entries,
+                    "has_audio": has_audio,
+                    "audio_duration": audio_seconds if has_audio else 0.0,
+                    "sha256": artifact.file_sha256(blob, cancelled),
+                },
+            )
+    return load_video(blob, artifact_dir)
+
+
+def load_video(blob: Path, artifact_dir: Path) -> PreparedVideo:
+    m = artifact.read_manifest(artifact_dir, "video")
+    audio = None
+    if m["has_audio"]:
+        audio = PreparedAudio(duration=m["audio_duration"], wav_path=artifact_dir / WAV_NAME, artifact_dir=artifact_dir)
+    return PreparedVideo(
+        duration=m["duration"],
+        original_size=tuple(m["original_size"]),
+        frames=[Frame(timestamp=f["t"], path=artifact_dir / f["file"]) for f in m["frames"]],
+        audio=audio,
+        artifact_dir=artifact_dir,
+        source_path=blob,
+        sha256=m["sha256"],
+        fps=m["fps"],
+        extra={k: m[k] for k in ("origin", "rate", "video_end", "frame_size", "rotation")},
+    )
+
+
+# ---- prompt time: clip and fps ----
+
+
+def frames_for(video: PreparedVideo, options: VideoOptions | None) -> list[Frame]:
+    """Frames for a part's videoMetadata: stored ones where they fit, decoded (and cached) otherwise."""
+    fps, start, end = tokens.resolve_clip(
+        video.duration, *((options.fps, options.start, options.end) if options else (None, None, None))
+    )
+    targets = tokens.sample_times(start, end, fps)
+    stored = video.frames
+    if not stored:
+        return []
+    times = [f.timestamp for f in stored]
+    nearest = [stored[_nearest_index(times, t)] for t in targets]
+    if fps <= video.fps:
+        return nearest
+    tolerance = 0.5 / fps
+    result: list[Frame | None] = [f if abs(f.timestamp - t) <= tolerance else None for f, t in zip(nearest, targets)]
+    missing = [i for i, f in enumerate(result) if f is None]
+    if missing:
+        cache = _FrameCache(video.artifact_dir / f"frames_fps{fps:g}", fps)
+        for i in missing:
+            result[i] = cache.get(targets[i])
+        still = [targets[i] for i in missing if result[i] is None]
+        if still:
+            decoded = _decode_targets(video, still, fps, cache)
+            for i in missing:
+                if result[i] is None:
+                    result[i] = decoded.get(cache.key(targets[i]))
+    # Anything the source could not give (damaged tail, ...) falls back to the nearest stored frame.
+    return [f if f is not None else n for f, n in zip(result, nearest)]
+
+
+def _nearest_index(times: list[float], t: float) -> int:
+    i = bisect.bisect_left(times, t)
+    if i == 0:
+        return 0
+    if i == len(times):
+        return len(times) - 1
+    return i if times[i] - t < t - times[i - 1] else i - 1
+
+
+class _FrameCache:
+    """Decoded frames for one fps, keyed by grid index k (t = k / fps); index.json lists them."""
+
+    def __init__(self, folder: Path, fps: float):
+        self.folder = folder
+        self.fps = fps
+        self._index = self._read()
+
+    def key(self, t: float) -> int:
+        return round(t * self.fps)
+
+    def get(self, t: float) -> Frame | None:
+        entry = self._index.get(str(self.key(t)))
+        if entry is None or not (self.folder / entry["file"]).exists():
+            return None
+        return Frame(timestamp=entry["t"], path=self.folder / entry["file"])
+
+    def path_for(self, t: float) -> Path:
+        self.folder.mkdir(exist_ok=True)
+        return self.folder / f"{self.key(t):07d}.jpg"
+
+    def add(self, entries: dict[int, tuple[float, str]]) -> None:
+        with _cache_lock:
+            index = self._read()
+            index.update({str(k): {"t": round(t, 4), "file": name} for k, (t, name) in entries.items()})
+            tmp = self.folder / f"index.json.{os.getpid()}.{threading.get_ident()}"
+            tmp.write_text(json.dumps(index), encoding="utf-8")
+            os.replace(tmp, self.folder / "index.json")
+            self._index = index
+
+    def _read(self) -> dict:
+        try:
+            return json.loads((self.folder / "index.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+
+
+def _decode_targets(video: PreparedVideo, targets: list[float], fps: float, cache: _FrameCache) -> dict[int, Frame]:
+    """Decode the source around `targets` (sorted), save the picked frames into the cache."""
+    origin = video.extra.get("origin", 0.0)
+    end = video.extra.get("video_end", video.duration)
+    sampler = _Sampler(targets, 0.5 / video.extra.get("rate", 30.0), 0.5 / fps)
+    try:
+        try:
+            picks = _sample_source(video.source_path, sampler, origin, end, seek=True)
+        except _SeekOvershot:
+            sampler = _Sampler(targets, sampler.lead, sampler.tolerance)
+            picks = _sample_source(video.source_path, sampler, origin, end, seek=False)
+    except (InvalidArgument, av.error.FFmpegError, OSError):
+        return {}
+    geo = _Geometry(tuple(video.original_size), tuple(video.extra.get("frame_size", video.original_size)),
+                    video.extra.get("rotation", 0))  # fmt: skip
+    saved: dict[int, tuple[float, str]] = {}
+    frames: dict[int, Frame] = {}
+    last: tuple[av.VideoFrame, Path] | None = None
+    for pick in picks:
+        if last is None or last[0] is not pick.frame:
+            path = cache.path_for(pick.target)
+            tmp = path.with_suffix(f".{threading.get_ident()}.tmp")
+            _save_frame(pick.frame, geo, tmp)
+            os.replace(tmp, path)
+            last = (pick.frame, path)
+        key = cache.key(pick.target)
+        saved[key] = (pick.time, last[1].name)
+        frames[key] = Frame(timestamp=round(pick.time, 4), path=last[1])
+    if saved:
+        cache.add(saved)
+    return frames
+
+
+def _sample_source(source: Path, sampler: _Sampler, origin: float, end: float, seek: bool) -> list[_Pick]:
+    targets = sampler.targets
+    with artifact.open_media(source) as container:
+        stream = _video_stream(container)
+        stream.codec_context.thread_type = "AUTO"
+        seek = seek and targets[0] > 1.0
+        if seek:
+            offset = int((targets[0] - 1.0 + origin) / stream.time_base)
+            container.seek(offset, stream=stream, backward=True, any_frame=False)
+        rate = _stream_rate(stream)
+        picks: list[_Pick] = []
+        last_t: float | None = None
+        for packet in demux(container, [stream]):
+            for frame in decode_packet(packet):
+                t = _frame_time(frame, origin, (last_t + 1 / rate) if last_t is not None else 0.0)
+                if seek and sampler.prev is None and t > targets[0] + sampler.tolerance:
+                    raise _SeekOvershot()
+                picks.extend(sampler.feed(frame, t))
+                last_t = t
+            if sampler.done:
+                break
+        picks.extend(sampler.finish(end))
+        return picks
