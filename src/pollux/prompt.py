@@ -1,0 +1,261 @@
+"""Prompt assembly: a request's contents plus prepared media → one engine-neutral `Prompt`.
+
+Done once, above the engines. Images stay images. A video becomes its sampled frames, each
+preceded by a `MM:SS` marker (a `Text` with modality VIDEO) and followed by the transcript of the
+seconds it covers (modality AUDIO). An audio file becomes its timestamped transcript, plus the raw
+audio for engines that take audio. When the prompt exceeds the token budget, video frames are
+thinned evenly; frames at every MM:SS the user's text mentions are always kept.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from pollux.engines.base import Capabilities
+from pollux.errors import InvalidArgument, UnsupportedMedia
+from pollux.media.prepared import Frame, PreparedAudio, PreparedImage, PreparedVideo
+from pollux.prompt_types import Audio, Image, MediaPart, Prompt, RequestTurn, Segment, Text, TextPart, Turn
+
+Transcribe = Callable[[PreparedAudio], list[dict]]
+CountTokens = Callable[[Prompt], int]
+
+# 01:05, 1:05 and 0:01:05 (H:MM:SS); minutes may exceed 59 in MM:SS.
+_MENTION = re.compile(r"(?<![\d:])(?:(\d{1,2}):)?(\d{1,3}):([0-5]\d)(?![\d:])")
+
+
+def mmss(seconds: float) -> str:
+    s = max(0, int(seconds))
+    return f"{s // 60:02d}:{s % 60:02d}"
+
+
+def mentioned_seconds(text: str) -> list[float]:
+    """Every MM:SS (or H:MM:SS) moment a text mentions, in seconds."""
+    out = []
+    for hours, minutes, seconds in _MENTION.findall(text):
+        out.append(int(hours or 0) * 3600 + int(minutes) * 60 + int(seconds))
+    return out
+
+
+def transcript_line(segment: dict) -> str:
+    return f"Speech [{mmss(segment['start'])}-{mmss(segment['end'])}]: {segment['text'].strip()}"
+
+
+@dataclass
+class _Video:
+    """A video part while frames are chosen: its candidate frames and their transcript."""
+
+    part: MediaPart
+    frames: list[Frame]
+    transcript: list[dict] = field(default_factory=list)
+    kept: set[int] = field(default_factory=set)  # indices into frames
+    required: set[int] = field(default_factory=set)  # frames at mentioned MM:SS
+
+
+def assemble(
+    turns: list[RequestTurn],
+    system: str | None,
+    *,
+    capabilities: Capabilities,
+    token_budget: int | None = None,
+    count_tokens: CountTokens | None = None,
+    transcribe: Transcribe | None = None,
+) -> Prompt:
+    """Build the prompt; raise InvalidArgument when it cannot fit `token_budget` even after thinning."""
+    videos: list[_Video] = []
+    for turn in turns:
+        for part in turn.parts:
+            if isinstance(part, MediaPart):
+                _check_supported(part, capabilities, transcribe)
+                if isinstance(part.prepared, PreparedVideo):
+                    videos.append(_prepare_video(part, transcribe))
+    _check_image_count(turns, capabilities)
+
+    mentions = [s for t in turns if t.role == "user" for p in t.parts if isinstance(p, TextPart)
+                for s in mentioned_seconds(p.text)]
+    for video in videos:
+        video.required = _frames_at(video.frames, mentions)
+        video.kept = set(range(len(video.frames)))
+
+    build = lambda stand_ins: _build(turns, system, capabilities, transcribe, videos, stand_ins)  # noqa: E731
+    if token_budget is None or count_tokens is None:
+        return build(False)
+    if not videos:
+        prompt = build(False)
+        _check_fits(count_tokens(prompt), token_budget)
+        return prompt
+    _thin_to_fit(videos, lambda: count_tokens(build(True)), token_budget)
+    return build(False)
+
+
+# ---------------------------------------------------------------------------------- media parts
+
+def _check_supported(part: MediaPart, caps: Capabilities, transcribe: Transcribe | None) -> None:
+    p = part.prepared
+    if isinstance(p, PreparedImage) and not caps.accepts(part.mime_type):
+        raise UnsupportedMedia(f"This model does not take images ({part.mime_type}, {part.source}).")
+    if isinstance(p, PreparedVideo) and not (caps.video or caps.accepts(part.mime_type)):
+        raise UnsupportedMedia(f"This model does not take video ({part.mime_type}, {part.source}).")
+    if isinstance(p, PreparedAudio) and not (caps.audio or transcribe):
+        raise UnsupportedMedia(f"This model does not take audio and speech transcription is off "
+                               f"({part.mime_type}, {part.source}).")
+
+
+def _check_image_count(turns: list[RequestTurn], caps: Capabilities) -> None:
+    images = sum(isinstance(p, MediaPart) and isinstance(p.prepared, PreparedImage) for t in turns for p in t.parts)
+    if caps.max_images is not None and images > caps.max_images:
+        raise InvalidArgument(f"This model takes at most {caps.max_images} images per request; got {images}.")
+
+
+def _prepare_video(part: MediaPart, transcribe: Transcribe | None) -> _Video:
+    video: PreparedVideo = part.prepared  # type: ignore[assignment]
+    frames = _frames_for(video, part)
+    transcript: list[dict] = []
+    if video.audio is not None and transcribe is not None:
+        opts = part.video
+        start = (opts.start if opts and opts.start is not None else 0.0)
+        end = (opts.end if opts and opts.end is not None else video.duration)
+        transcript = [s for s in transcribe(video.audio) if s["end"] > start and s["start"] < end]
+    return _Video(part, frames, transcript)
+
+
+def _frames_for(video: PreparedVideo, part: MediaPart) -> list[Frame]:
+    try:
+        return list(video.frames_for(part.video))
+    except ImportError:  # pollux.media.video not installed: honour the clip on the frames we have
+        opts = part.video
+        start = opts.start if opts and opts.start is not None else 0.0
+        end = opts.end if opts and opts.end is not None else float("inf")
+        return [f for f in video.frames if start <= f.timestamp < end] or video.frames[:1]
+
+
+def _frames_at(frames: Sequence[Frame], seconds: list[float]) -> set[int]:
+    """Indices of the frames nearest each mentioned moment that lies inside the sampled span."""
+    if not frames:
+        return set()
+    first, last = frames[0].timestamp, frames[-1].timestamp
+    step = (last - first) / max(1, len(frames) - 1) if len(frames) > 1 else 1.0
+    out = set()
+    for t in seconds:
+        if first - step <= t <= last + step:
+            out.add(min(range(len(frames)), key=lambda i: abs(frames[i].timestamp - t)))
+    return out
+
+
+# ---------------------------------------------------------------------------------- building
+
+def _build(turns: list[RequestTurn], system: str | None, caps: Capabilities, transcribe: Transcribe | None,
+           videos: list[_Video], stand_ins: bool) -> Prompt:
+    """The prompt for the current frame selection; `stand_ins` reuses one decoded frame per video
+    for every frame (same size), so token counting during thinning never decodes them all."""
+    by_part = {id(v.part): v for v in videos}
+    out: list[Turn] = []
+    for turn in turns:
+        segments: list[Segment] = []
+        for part in turn.parts:
+            if isinstance(part, TextPart):
+                segments.append(Text(part.text))
+                continue
+            p = part.prepared
+            if isinstance(p, PreparedImage):
+                segments.append(Image(p.image, p.original_size, source=part.source,
+                                      cache_key=f"{p.sha256}:{p.image.size[0]}x{p.image.size[1]}"))
+            elif isinstance(p, PreparedVideo):
+                segments.extend(_video_segments(by_part[id(part)], stand_ins))
+            elif isinstance(p, PreparedAudio):
+                segments.extend(_audio_segments(part, p, caps, transcribe))
+        out.append(Turn(role=turn.role, segments=segments))
+    return Prompt(turns=out, system=system)
+
+
+def _video_segments(video: _Video, stand_ins: bool) -> list[Segment]:
+    prepared: PreparedVideo = video.part.prepared  # type: ignore[assignment]
+    kept = sorted(video.kept | video.required)
+    segments: list[Segment] = []
+    stand_in = video.frames[kept[0]].load() if stand_ins and kept else None
+    speech = sorted(video.transcript, key=lambda s: s["start"])
+    # Each transcript segment goes after the last kept frame at or before its start.
+    starts = [video.frames[i].timestamp for i in kept]
+    placed: dict[int, list[dict]] = {}
+    leading: list[dict] = []
+    for seg in speech:
+        slot = max((k for k, t in enumerate(starts) if t <= seg["start"] + 1e-6), default=None)
+        (leading if slot is None else placed.setdefault(slot, [])).append(seg)
+    for seg in leading:  # speech before the first kept frame (a clip starting mid-sentence)
+        segments.append(Text(transcript_line(seg), modality="AUDIO"))
+    for k, index in enumerate(kept):
+        frame = video.frames[index]
+        segments.append(Text(mmss(frame.timestamp), modality="VIDEO"))
+        image = stand_in if stand_in is not None else frame.load()
+        segments.append(Image(image, prepared.original_size, modality="VIDEO", timestamp=frame.timestamp,
+                              source=video.part.source, cache_key=f"{prepared.sha256}@{frame.timestamp:.3f}"))
+        for seg in placed.get(k, []):
+            segments.append(Text(transcript_line(seg), modality="AUDIO"))
+    return segments
+
+
+def _audio_segments(part: MediaPart, audio: PreparedAudio, caps: Capabilities,
+                    transcribe: Transcribe | None) -> list[Segment]:
+    segments: list[Segment] = []
+    if caps.audio:
+        segments.append(Audio(audio.samples(), audio.duration, source=part.source))
+    if transcribe is not None:
+        lines = [transcript_line(s) for s in transcribe(audio)]
+        body = "\n".join(lines) if lines else "(no speech)"
+        segments.append(Text(f"Transcript of the audio ({mmss(audio.duration)} long):\n{body}", modality="AUDIO"))
+    return segments
+
+
+# ---------------------------------------------------------------------------------- the budget
+
+def _check_fits(count: int, budget: int) -> None:
+    if count > budget:
+        raise InvalidArgument(f"The input token count ({count}) exceeds the maximum number of tokens allowed "
+                              f"({budget}).")
+
+
+def _even(n: int, total: int) -> list[int]:
+    """n indices spread evenly over range(total), first and last included."""
+    if n <= 0 or total <= 0:
+        return []
+    if n >= total:
+        return list(range(total))
+    if n == 1:
+        return [0]
+    return sorted({round(i * (total - 1) / (n - 1)) for i in range(n)})
+
+
+def _select(videos: list[_Video], n: int) -> None:
+    """Keep n frames over all videos (spread evenly across their concatenated timelines)."""
+    positions = [(v, i) for v in videos for i in range(len(v.frames))]
+    for v in videos:
+        v.kept = set()
+    for index in _even(n, len(positions)):
+        video, frame = positions[index]
+        video.kept.add(frame)
+
+
+def _thin_to_fit(videos: list[_Video], count: Callable[[], int], budget: int) -> None:
+    total = sum(len(v.frames) for v in videos)
+    _select(videos, total)
+    full = count()
+    if full <= budget:
+        return
+    # Largest n whose prompt fits; counts grow with n, so binary search (O(log frames) counts).
+    low, high = 1 if total else 0, total - 1
+    _select(videos, low)
+    smallest = count()
+    if smallest > budget:
+        kept = sum(len(v.kept | v.required) for v in videos)
+        raise InvalidArgument(
+            f"The input token count ({smallest}) exceeds the maximum number of tokens allowed ({budget}), even with "
+            f"the video thinned from {total} to {kept} frames.")
+    while low < high:
+        mid = (low + high + 1) // 2
+        _select(videos, mid)
+        if count() <= budget:
+            low = mid
+        else:
+            high = mid - 1
+    _select(videos, low)
