@@ -1,0 +1,218 @@
+"""A `Prompt` → a model family's chat text and processor inputs, and its exact native token count.
+
+Each family renders through the checkpoint's own chat template. Video frames are images preceded
+by their timestamp; SmolVLM2 gets the wording its video template uses ("Frame from MM:SS:") and
+frames unsplit at the encoder's size, while still images keep the processor's tiling.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pollux.prompt_types import Image, Prompt, Text
+
+Size = tuple[int, int]  # width, height
+
+
+@dataclass
+class Encoded:
+    inputs: dict[str, Any]  # tensors for model.forward / prepare_inputs_for_generation
+    input_sizes: list[Size] = field(default_factory=list)  # per image: the size the model saw (box conversion)
+
+    @property
+    def length(self) -> int:
+        return int(self.inputs["input_ids"].shape[1])
+
+
+def _is_marker(seg: Any) -> bool:
+    return isinstance(seg, Text) and seg.modality == "VIDEO"
+
+
+class ChatFormat:
+    """Shared rendering: Gemini roles → chat roles, text merged, images as placeholders."""
+
+    family = "generic"
+    frame_text = "{ts}: "
+
+    def __init__(self, processor: Any, options: dict[str, Any] | None = None):
+        self.processor = processor
+        self.tokenizer = processor.tokenizer
+        self.options = options or {}
+
+    def messages(self, prompt: Prompt) -> list[dict]:
+        out: list[dict] = []
+        if prompt.system:
+            out.append({"role": "system", "content": [{"type": "text", "text": prompt.system}]})
+        for turn in prompt.turns:
+            content: list[dict] = []
+            segments = turn.segments
+            for i, seg in enumerate(segments):
+                if isinstance(seg, Image):
+                    content.append({"type": "image"})
+                elif isinstance(seg, Text):
+                    text = self.frame_text.format(ts=seg.text) if _is_marker(seg) else seg.text
+                    if seg.modality == "VIDEO" and (i == 0 or not _is_frame_run(segments, i)):
+                        text = self.video_intro(segments, i) + text
+                    if content and content[-1]["type"] == "text" and not _is_marker(seg):
+                        content[-1]["text"] += "\n" + text
+                    else:
+                        content.append({"type": "text", "text": text})
+            if not content:
+                content.append({"type": "text", "text": ""})
+            role = "assistant" if turn.role == "model" else "user"
+            if out and out[-1]["role"] == role:  # the templates expect alternating turns
+                out[-1]["content"].extend(content)
+            else:
+                out.append({"role": role, "content": content})
+        return out
+
+    def video_intro(self, segments: list, start: int) -> str:
+        return ""
+
+    def text(self, prompt: Prompt, add_generation_prompt: bool = True) -> str:
+        return self.processor.apply_chat_template(self.messages(prompt), add_generation_prompt=add_generation_prompt,
+                                                  tokenize=False)
+
+    def encode(self, prompt: Prompt) -> Encoded:
+        raise NotImplementedError
+
+    def count(self, prompt: Prompt) -> int:
+        raise NotImplementedError
+
+    def _tokenize(self, text: str) -> Any:
+        return self.tokenizer(text, return_tensors="pt", add_special_tokens=True)
+
+
+def _is_frame_run(segments: list, i: int) -> bool:
+    """True when the marker at i continues a video already running (a frame or transcript before it)."""
+    for seg in reversed(segments[:i]):
+        if isinstance(seg, Image):
+            return seg.modality == "VIDEO"
+        if isinstance(seg, Text) and seg.modality in ("VIDEO", "AUDIO"):
+            continue
+        return False
+    return False
+
+
+class SmolVLMFormat(ChatFormat):
+    """SmolVLM / SmolVLM2 (Idefics3 lineage): <image> expanded per tile, frames as single tiles."""
+
+    family = "smolvlm"
+    frame_text = "\nFrame from {ts}:"
+
+    def video_intro(self, segments: list, start: int) -> str:
+        from datetime import timedelta
+
+        from num2words import num2words
+
+        frames = []
+        for seg in segments[start:]:
+            if isinstance(seg, Image):
+                if seg.modality != "VIDEO":
+                    break
+                frames.append(seg)
+            elif isinstance(seg, Text) and seg.modality == "TEXT":
+                break
+        duration = int((frames[-1].timestamp or 0) + 1) if frames else 0
+        return (f"You are provided the following series of {num2words(len(frames))} frames from a "
+                f"{timedelta(seconds=duration)} [H:MM:SS] video.\n")
+
+    def _splits(self, image: Image) -> bool:
+        return image.modality != "VIDEO" and bool(self.processor.image_processor.do_image_splitting)
+
+    def encode(self, prompt: Prompt) -> Encoded:
+        import torch
+
+        text = self.text(prompt)
+        images = prompt.images()
+        inputs: dict[str, Any] = {}
+        if images:
+            pixel_values, masks, rows, cols = [], [], [], []
+            for image in images:
+                out = self.processor.image_processor([[image.image]], do_image_splitting=self._splits(image),
+                                                     return_row_col_info=True, return_tensors="pt")
+                pixel_values.append(out["pixel_values"][0])
+                masks.append(out["pixel_attention_mask"][0])
+                rows.append(out["rows"][0][0])
+                cols.append(out["cols"][0][0])
+            text = self.processor.expand_text_with_image_tokens([text], image_rows=[rows], image_cols=[cols])[0]
+            inputs["pixel_values"] = torch.cat(pixel_values)[None]
+            inputs["pixel_attention_mask"] = torch.cat(masks)[None]
+        inputs.update(self._tokenize(text))
+        return Encoded(inputs, [im.image.size for im in images])
+
+    def count(self, prompt: Prompt) -> int:
+        text = self.text(prompt)
+        images = prompt.images()
+        if images:
+            rows, cols = [], []
+            for image in images:
+                w, h = image.image.size
+                _, r, c = self.processor.image_processor.get_number_of_image_patches(
+                    h, w, {"do_image_splitting": self._splits(image)})
+                split = self._splits(image) and (r, c) != (1, 1)
+                rows.append(r if split else 0)
+                cols.append(c if split else 0)
+            text = self.processor.expand_text_with_image_tokens([text], image_rows=[rows], image_cols=[cols])[0]
+        return len(self.tokenizer(text, add_special_tokens=True)["input_ids"])
+
+
+class QwenVLFormat(ChatFormat):
+    """Qwen2-VL / Qwen2.5-VL: native dynamic resolution; images pre-shrunk to the configured pixel caps."""
+
+    family = "qwen2_5_vl"
+    frame_text = "\nFrame at {ts}: "
+
+    def _target_size(self, image: Image) -> Size:
+        """The image's size after the pixel cap (frames get a smaller cap than still images)."""
+        key = "frame_max_pixels" if image.modality == "VIDEO" else "max_pixels"
+        cap = int(self.options.get(key, 448 * 448 if image.modality == "VIDEO" else 1280 * 28 * 28))
+        w, h = image.image.size
+        if w * h <= cap:
+            return w, h
+        scale = (cap / (w * h)) ** 0.5
+        return max(28, int(w * scale)), max(28, int(h * scale))
+
+    def _shrunk(self, image: Image):
+        from PIL import Image as PILImage
+
+        size = self._target_size(image)
+        return image.image if size == image.image.size else image.image.resize(size, PILImage.Resampling.BICUBIC)
+
+    def encode(self, prompt: Prompt) -> Encoded:
+        text = self.text(prompt)
+        images = [self._shrunk(im) for im in prompt.images()]
+        inputs = self.processor(text=[text], images=images or None, return_tensors="pt")
+        inputs = dict(inputs)
+        inputs.pop("token_type_ids", None)
+        sizes: list[Size] = []
+        patch = self.processor.image_processor.patch_size
+        for t, h, w in inputs.get("image_grid_thw", []).tolist() if images else []:
+            sizes.append((w * patch, h * patch))
+        return Encoded(inputs, sizes)
+
+    def count(self, prompt: Prompt) -> int:
+        text = self.text(prompt)
+        ip = self.processor.image_processor
+        merge = ip.merge_size**2
+        pad = self.processor.image_token
+        pieces = text.split(pad)
+        out = pieces[0]
+        for image, piece in zip(prompt.images(), pieces[1:]):
+            w, h = self._target_size(image)
+            out += pad * (ip.get_number_of_image_patches(h, w, {}) // merge) + piece
+        return len(self.tokenizer(out, add_special_tokens=True)["input_ids"])
+
+
+FORMATS: dict[str, type[ChatFormat]] = {"smolvlm": SmolVLMFormat, "qwen2_5_vl": QwenVLFormat, "qwen2_vl": QwenVLFormat}
+
+
+def format_for(family: str, processor: Any, options: dict[str, Any] | None = None) -> ChatFormat:
+    cls = FORMATS.get(family)
+    if cls is None:
+        from pollux.errors import ModelUnavailable
+
+        raise ModelUnavailable(f"The transformers engine has no chat format for model family {family!r}; "
+                               f"known: {sorted(FORMATS)}.")
+    return cls(processor, options)

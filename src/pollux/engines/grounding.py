@@ -1,0 +1,136 @@
+"""Box requests: recognising them, naming the phrases to ground, and a grounding model for models
+without native grounding (SmolVLM2): OWLv2 open-vocabulary detection via transformers.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pollux.engines.boxes import Detection, from_owlv2
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
+
+    from pollux.catalog import ModelEntry
+    from pollux.settings import Settings
+
+_ASKS_BOX = re.compile(r"bounding[- ]box|box_2d|\bbbox|\[\s*ymin|\bbox(?:es)?\s+(?:for|of|around)\b", re.I)
+_PHRASE_PATTERNS = [
+    re.compile(r"\bbox(?:es)?\s+(?:for|of|around)\s+(.+?)(?=[.?!\n:\[(]|$)", re.I),
+    re.compile(r"\b(?:detect|locate|find|point to|where (?:is|are))\s+(.+?)(?=[.?!\n:\[(]|$)", re.I),
+]
+_ARTICLES = re.compile(r"^(?:(?:all|each|every|any|the|a|an|of|this|that|these|those)\s+)+", re.I)
+_TRAILERS = re.compile(r"\s+(?:in|on|from|within)\s+(?:the|this|that|each|every)\s+(?:image|picture|photo|frame)s?.*$",
+                       re.I)
+_MANY = re.compile(r"\bboxes\b|\ball\b|\bevery\b|\beach\b", re.I)
+_JSON = re.compile(r"\bjson\b|box_2d", re.I)
+
+DEFAULT_GROUNDING_MODEL = "owlv2-base"
+
+
+def grounding_entries() -> dict[str, "ModelEntry"]:
+    """Grounding models `pollux pull` knows by id (weights resolve like any catalog model)."""
+    from pollux.catalog import ModelEntry
+
+    return {"owlv2-base": ModelEntry(
+        id="owlv2-base", display_name="OWLv2 base (grounding)",
+        description="Open-vocabulary detector that answers bounding-box requests for models without grounding.",
+        engine="transformers", source="google/owlv2-base-patch16-ensemble", family="owlv2")}
+
+
+def is_box_request(text: str, schema: dict | None = None) -> bool:
+    return bool(_ASKS_BOX.search(text)) or (schema is not None and "box_2d" in json.dumps(schema))
+
+
+def wants_json(text: str, response_mime_type: str) -> bool:
+    return response_mime_type == "application/json" or bool(_JSON.search(text))
+
+
+def wants_many(text: str) -> bool:
+    return bool(_MANY.search(text))
+
+
+def phrases(text: str) -> list[str]:
+    """The object names a box request asks for: "a bounding box for the piranha" → ["piranha"]."""
+    for pattern in _PHRASE_PATTERNS:
+        m = pattern.search(text)
+        if not m:
+            continue
+        found = []
+        for raw in re.split(r",|\band\b|\bor\b|;", m.group(1)):
+            name = _TRAILERS.sub("", _ARTICLES.sub("", raw.strip())).strip(" '\"")
+            if name and name.lower() not in ("it", "them", "object", "objects"):
+                found.append(name)
+        if found:
+            return found
+    return ["object"]
+
+
+class Grounder:
+    """An OWLv2 detector loaded from a checkpoint folder; thread-safe (one detection at a time)."""
+
+    def __init__(self, path: Path):
+        import torch
+        from transformers import AutoProcessor, Owlv2ForObjectDetection
+
+        self.processor = AutoProcessor.from_pretrained(path)
+        self.model = Owlv2ForObjectDetection.from_pretrained(path, dtype=torch.float32).eval()
+        self._lock = threading.Lock()
+
+    def detect(self, image: "PILImage", names: list[str], *, many: bool = False, threshold: float = 0.1,
+               image_index: int = 0) -> list[Detection]:
+        """Best box per name (or every box above `threshold` when `many`), in Gemini's convention."""
+        import torch
+        from torchvision.ops import nms
+
+        side = max(image.size)  # OWLv2 pads bottom/right to a square before resizing
+        with self._lock, torch.inference_mode():
+            inputs = self.processor(text=[names], images=image, return_tensors="pt")
+            outputs = self.model(**inputs)
+            logits = outputs.logits[0].sigmoid()  # (patches, names)
+            boxes = self._boxes_xyxy(outputs.pred_boxes[0]) * side
+        found: list[Detection] = []
+        for k, name in enumerate(names):
+            scores = logits[:, k]
+            if many:
+                keep = [int(i) for i in nms(boxes, scores, 0.3) if scores[i] >= threshold]
+            else:
+                keep = []
+            if not keep:
+                keep = [int(scores.argmax())]
+            for i in keep:
+                found.append(Detection(name, from_owlv2(boxes[i].tolist(), side, image.size),
+                                       score=round(float(scores[i]), 3), image=image_index))
+        return found
+
+    @staticmethod
+    def _boxes_xyxy(center_boxes: Any):
+        from transformers.image_transforms import center_to_corners_format
+
+        return center_to_corners_format(center_boxes)
+
+
+_grounders: dict[str, Grounder] = {}
+_grounders_lock = threading.Lock()
+
+
+def grounder_for(name_or_path: str, settings: "Settings") -> Grounder:
+    """The shared Grounder for a grounding model id (see grounding_entries) or a local folder."""
+    from pollux.engines import weights
+
+    entry = grounding_entries().get(name_or_path)
+    if entry is None:
+        from pollux.catalog import ModelEntry
+
+        entry = ModelEntry(id=Path(name_or_path).name, display_name=name_or_path, description="grounding model",
+                           engine="transformers", source=name_or_path, family="owlv2")
+    path = weights.resolve(entry, settings)
+    with _grounders_lock:
+        grounder = _grounders.get(str(path))
+        if grounder is None:
+            grounder = _grounders[str(path)] = Grounder(path)
+        return grounder
