@@ -120,6 +120,9 @@ class _lazy:
 
 
 def engine_class(name: str) -> type[Engine]:
+    """A registered engine by name, or any importable "module:Class" (no packaging needed)."""
+    if ":" in name:
+        return _lazy(name).load()
     found = engine_classes().get(name)
     if found is None:
         raise InvalidArgument(f"Unknown engine {name!r}; known: {sorted(engine_classes())}")

@@ -1,0 +1,29 @@
+"""A client that goes away mid-stream cancels its generation (seen from a real server process)."""
+
+import time
+
+import httpx
+
+from tests.fixtures.server import Server
+
+
+def test_dropped_stream_cancels_generation(tmp_path):
+    catalog = tmp_path / "catalog.toml"
+    catalog.write_text('[[models]]\nid = "slow"\ndisplay_name = "Slow"\ndescription = "test"\n'
+                       'engine = "tests.fixtures.slow_engine:SlowEngine"\nsource = "none"\nfamily = "test"\n')
+    marker = tmp_path / "marker"
+    env = {"POLLUX_CATALOG_FILE": str(catalog), "SLOW_ENGINE_MARKER": str(marker)}
+    with Server(tmp_path / "data", emulator=False, env=env) as server:
+        with httpx.stream("POST", f"{server.url}/v1beta/models/slow:streamGenerateContent?alt=sse",
+                          headers={"x-goog-api-key": "test-key"},
+                          json={"contents": [{"parts": [{"text": "go"}]}]}, timeout=30) as r:
+            assert r.status_code == 200
+            for line in r.iter_lines():
+                if line.startswith("data: "):
+                    break  # one event, then hang up
+        deadline = time.monotonic() + 20
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        text = marker.read_text()
+        assert text.startswith("cancelled"), text
+        assert int(text.split()[1]) < 100
