@@ -132,7 +132,14 @@ def _register_hooks(context: AppContext) -> None:
     except ImportError:
         log.warning("speech recognition unavailable: faster-whisper is not installed")
         return
-    context.files.processor.hooks.append(whisper.transcribe_hook)
+    from pollux.media.prepared import PreparedAudio, PreparedVideo
+
+    def transcribe(_record, prepared, settings) -> None:
+        audio = prepared.audio if isinstance(prepared, PreparedVideo) else prepared
+        if isinstance(audio, PreparedAudio):
+            whisper.transcribe_cached(audio, settings)  # cached next to the artifact for every later prompt
+
+    context.files.processor.hooks.append(transcribe)
 
 
 def create_app(settings: Settings) -> Starlette:
