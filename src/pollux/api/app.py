@@ -137,7 +137,10 @@ def _register_hooks(context: AppContext) -> None:
     def transcribe(_record, prepared, settings) -> None:
         audio = prepared.audio if isinstance(prepared, PreparedVideo) else prepared
         if isinstance(audio, PreparedAudio):
-            whisper.transcribe_cached(audio, settings)  # cached next to the artifact for every later prompt
+            try:
+                whisper.transcribe_cached(audio, settings)  # cached next to the artifact for every later prompt
+            except Exception:  # the file is still usable; prompts retry the transcript lazily
+                log.exception("transcription of %s failed", _record.id)
 
     context.files.processor.hooks.append(transcribe)
 
