@@ -188,3 +188,14 @@ def test_over_the_context_limit(client):
     r = _gen(client, {"contents": [{"parts": [{"text": "x" * (entry.input_token_limit * 4 + 40)}]}]})
     err = assert_error(r, 400, "INVALID_ARGUMENT", "exceeds the maximum")
     assert str(entry.input_token_limit) in err["message"]
+
+
+def test_missing_weights_name_pollux_pull_and_server_stays_up(make_client, tmp_path):
+    catalog = tmp_path / "catalog.toml"
+    catalog.write_text('[[models]]\nid = "absent"\ndisplay_name = "Absent"\ndescription = "no weights"\n'
+                       'engine = "transformers"\nsource = "pollux-tests/not-a-real-repo"\nfamily = "smolvlm"\n')
+    client = make_client(emulator=False, models_dir=tmp_path / "no-models", catalog_file=catalog)
+    r = client.post("/v1beta/models/absent:generateContent", headers=H, json={"contents": [{"parts": [{"text": "hi"}]}]})
+    err = assert_error(r, 400, "FAILED_PRECONDITION", "pollux pull")
+    assert "Traceback" not in err["message"]
+    assert client.get("/v1beta/models", headers=H).status_code == 200
