@@ -45,7 +45,9 @@ def test_models_lists_the_catalog(cli):
     assert "models/gemini-2.0-flash" in result.stdout
     as_json = cli("models", "--json")
     assert as_json.exit_code == 0
-    assert '"inputTokenLimit"' in as_json.stdout
+    models = json.loads(as_json.stdout)
+    assert {"name": "models/gemini-2.0-flash"}.items() <= next(m for m in models if m["name"].endswith("2.0-flash")).items()
+    assert all(m["inputTokenLimit"] > 0 for m in models)
 
 
 def test_upload_reports_progress_per_chunk(cli, tmp_path, monkeypatch):
@@ -67,6 +69,20 @@ def test_upload_reports_progress_per_chunk(cli, tmp_path, monkeypatch):
     assert re.search(rf"^size:\s+{size} bytes$", result.stdout, re.M)
 
 
+def test_upload_draws_a_rich_bar_on_a_terminal(cli, tmp_path, monkeypatch):
+    import google.genai._api_client as api_client
+
+    monkeypatch.setattr(api_client, "CHUNK_SIZE", 512)
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")  # Rich treats the captured stderr as a terminal
+    png = noisy_png(tmp_path / "bar.png", size=(40, 40))
+    result = cli("upload", str(png))
+    assert result.exit_code == 0, result.stderr
+    assert "bar.png" in result.stderr and "━" in result.stderr
+    total = f"{png.stat().st_size / 1000:.1f}/{png.stat().st_size / 1000:.1f} kB"
+    assert total in result.stderr  # the last frame: everything acknowledged
+    assert "uploading bar.png:" not in result.stderr  # no plain lines on a terminal
+
+
 def test_upload_video_waits_through_processing(cli, tmp_path):
     video = short_video(tmp_path / "clip.mp4")
     result = cli("upload", str(video), "--json")
@@ -83,7 +99,7 @@ def test_files_list_get_delete(cli, tmp_path):
 
     listed = cli("files", "list", "--json")
     assert listed.exit_code == 0, listed.stderr
-    assert name in listed.stdout
+    assert name in [f["name"] for f in json.loads(listed.stdout)]
 
     got = cli("files", "get", name)
     assert got.exit_code == 0, got.stderr
@@ -184,7 +200,7 @@ def test_usage_errors(cli, tmp_path):
 def test_pull_resolves_alias_and_calls_weights_lazily(monkeypatch, tmp_path):
     calls = []
     fake = types.ModuleType("pollux.engines.weights")
-    fake.pull = lambda entry, settings, progress: calls.append((entry.id, settings.data_dir, progress))
+    fake.pull = lambda entry, settings, progress: calls.append((entry.id, settings.data_dir, progress)) or tmp_path
     monkeypatch.setitem(sys.modules, "pollux.engines.weights", fake)
     result = CliRunner().invoke(app, ["pull", "gemini-2.0-flash", "--data-dir", str(tmp_path)])
     assert result.exit_code == 0, result.stderr

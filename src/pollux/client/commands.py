@@ -42,15 +42,14 @@ def _split(args: list[str]) -> tuple[list[str], str]:
 def models(base_url: BaseUrlOption = DEFAULT_BASE_URL, api_key: ApiKeyOption = None,
            api_version: ApiVersionOption = "v1beta", json_out: JsonOption = False) -> None:
     """List the models the server offers."""
-    from pollux.client.render import as_json, models_table
+    from pollux.client.render import as_json_list, models_table
 
     out, _ = _consoles()
     with reported():
         client = Server(base_url, api_key, api_version).client()  # keep a reference: the SDK closes on GC
         found = list(client.models.list(config={"page_size": 1000}))
         if json_out:
-            for m in found:
-                typer.echo(as_json(m))
+            typer.echo(as_json_list(found))
         else:
             out.print(models_table(found))
 
@@ -97,15 +96,14 @@ def files_list(page_size: Annotated[int, typer.Option(help="Files per request (t
                json_out: JsonOption = False, base_url: BaseUrlOption = DEFAULT_BASE_URL,
                api_key: ApiKeyOption = None, api_version: ApiVersionOption = "v1beta") -> None:
     """List uploaded files, newest first (every page)."""
-    from pollux.client.render import as_json, files_table
+    from pollux.client.render import as_json_list, files_table
 
     out, _ = _consoles()
     with reported():
         client = Server(base_url, api_key, api_version).client()
         found = list(client.files.list(config={"page_size": page_size}))
         if json_out:
-            for f in found:
-                typer.echo(as_json(f))
+            typer.echo(as_json_list(found))
         elif found:
             out.print(files_table(found))
         else:
@@ -219,8 +217,8 @@ def pull(
             from pollux.engines.weights import pull as pull_weights
         except ImportError as exc:
             raise ClientFailure(f"pulling weights is not available in this install ({exc})", REJECTED) from None
-        pull_weights(entry, settings, progress=True)
-        typer.echo(f"{entry.id} is ready ({entry.source})")
+        where = pull_weights(entry, settings, progress=True)
+        typer.echo(f"{entry.id} is ready in {where}")
 
 
 def _check_blocked(response) -> None:

@@ -8,11 +8,19 @@ from rich.console import Console
 from rich.table import Table
 
 
-def as_json(model) -> str:
-    """The REST shape (lowerCamelCase) of an SDK object, without the SDK's HTTP bookkeeping."""
+def _rest(model) -> dict:
     data = model.model_dump(mode="json", by_alias=True, exclude_none=True)
     data.pop("sdkHttpResponse", None)
-    return json.dumps(data, indent=2)
+    return data
+
+
+def as_json(model) -> str:
+    """The REST shape (lowerCamelCase) of an SDK object, without the SDK's HTTP bookkeeping."""
+    return json.dumps(_rest(model), indent=2)
+
+
+def as_json_list(models) -> str:
+    return json.dumps([_rest(m) for m in models], indent=2)
 
 
 def _value(v) -> str:
