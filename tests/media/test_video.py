@@ -336,3 +336,28 @@ def test_frames_lost_to_nonref_skipping_trigger_a_full_decode(tmp_path: Path, se
     assert passes == [True, False]
     assert [round(f.timestamp, 1) for f in video.frames] == [0.0, 1.0, 2.0, 3.0]
     _assert_frame_shows(video.frames[2], 4.0, 10)
+
+
+def test_one_second_gop_decodes_keyframes_only(tmp_path: Path, settings: Settings):
+    blob = write_video(tmp_path / "in.mp4", "mp4", seconds=5.0, fps=10, options={"g": "10", "keyint_min": "10"})
+    video = prepare_video(blob, tmp_path / "art", settings, never)
+    assert json.loads((tmp_path / "art" / "manifest.json").read_text())["skip_frame"] == "NONKEY"
+    assert [f.timestamp for f in video.frames] == [0.0, 1.0, 2.0, 3.0, 4.0]
+    for frame in video.frames:
+        _assert_frame_shows(frame, 5.0, 10)
+
+
+def test_long_gop_never_uses_keyframes_only(tmp_path: Path, settings: Settings):
+    blob = write_video(tmp_path / "in.mp4", "mp4", seconds=5.0, fps=10, options={"g": "25"})
+    prepare_video(blob, tmp_path / "art", settings, never)
+    assert json.loads((tmp_path / "art" / "manifest.json").read_text())["skip_frame"] == "NONREF"
+
+
+def test_keyframes_only_steps_down_when_the_index_misleads(tmp_path: Path, settings: Settings, monkeypatch):
+    monkeypatch.setattr(video_mod, "_keyframes_cover", lambda *args: True)
+    blob = write_video(tmp_path / "in.mp4", "mp4", seconds=5.0, fps=10, options={"g": "25"})
+    video = prepare_video(blob, tmp_path / "art", settings, never)
+    assert json.loads((tmp_path / "art" / "manifest.json").read_text())["skip_frame"] == "NONREF"
+    assert [round(f.timestamp) for f in video.frames] == [0, 1, 2, 3, 4]
+    for frame in video.frames:
+        _assert_frame_shows(frame, 5.0, 10)

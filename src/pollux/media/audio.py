@@ -86,7 +86,7 @@ def decode_packet(packet: av.Packet) -> list:
     """Frames of one packet; a damaged packet gives none instead of failing the whole file."""
     try:
         return packet.decode()
-    except (av.error.InvalidDataError, av.error.UndefinedError, ValueError):
+    except (av.error.FFmpegError, ValueError):
         return []
 
 
@@ -98,7 +98,7 @@ def demux(container: av.container.InputContainer, streams: list) -> Iterator[av.
             packet = next(packets)
         except StopIteration:
             return
-        except (av.error.InvalidDataError, av.error.EOFError, av.error.UndefinedError):
+        except av.error.FFmpegError:
             return
         yield packet
 

@@ -28,8 +28,8 @@ class PreparedImage:
 
 @dataclass
 class Frame:
-    timestamp: float  # seconds (the frame's real pts)
-    path: Path  # JPEG inside the artifact folder
+    timestamp: float  # seconds from the container start: the frame's pts (the target second when held over a gap)
+    path: Path  # JPEG inside the artifact folder; longest side <= 768 (engines resize further)
 
     def load(self) -> "PILImage":
         from PIL import Image
@@ -64,8 +64,8 @@ class PreparedVideo:
     artifact_dir: Path
     source_path: Path  # the blob, for decoding frames the artifact lacks
     sha256: str
-    fps: float = 1.0
-    extra: dict = field(default_factory=dict)
+    fps: float = 1.0  # the stored frames' rate; `frames_for` decodes more for a higher videoMetadata.fps
+    extra: dict = field(default_factory=dict)  # origin, rate, video_end, frame_size, rotation (for re-decoding)
 
     def frames_for(self, options: "VideoOptions | None") -> list[Frame]:
         """Frames for a request's videoMetadata (clip + fps), decoding only what is missing."""

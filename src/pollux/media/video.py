@@ -2,14 +2,15 @@
 
 Decoding follows media-perf.md: PyAV, one sequential pass, frame threads (`thread_type="AUTO"`)
 and `skip_frame="NONREF"` (non-reference frames are never decoded; 1.5x cheaper, still exact),
-picking for each second k the first decoded frame with pts >= k - 1/(2*fps). Only picked frames
-are converted and they go to disk at once, so memory stays flat whatever the length. Audio is
-demuxed in the same pass and streamed into audio.wav.
+picking for each second k the first decoded frame with pts >= k - 1/(2*fps). When the container
+index shows a keyframe at every second (1 s GOPs), only keyframes are decoded ("NONKEY").
+Only picked frames are converted and they go to disk at once, so memory stays flat whatever the
+length. Audio is demuxed in the same pass and streamed into audio.wav.
 
 Timestamps are seconds from the container's start time. When no frame lies within half a step of
 a target (a variable-frame-rate gap), the frame on screen at that moment, the previous one, is
-used and stamped with the target time. If that gap came from skipped non-reference frames, the
-pass is redone without skipping.
+used and stamped with the target time. If that gap came from frames `skip_frame` left out, the
+pass is redone skipping less (NONKEY -> NONREF -> nothing).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ STORED_FPS = 1.0
 FRAME_MAX_SIDE = 768  # stored frames are downscaled to this; engines resize further themselves
 JPEG_QUALITY = 90
 HOLD_LAST_FRAME_SECONDS = 1.0
+KEYFRAME_SLACK = 0.25  # a keyframe this close after a target second may stand in for it
 FRAMES_DIR = "frames"
 _cache_lock = threading.Lock()
 
@@ -102,7 +104,11 @@ class _Sampler:
 
 
 class _SkippedTooMuch(Exception):
-    """A target fell into a gap made by skip_frame=NONREF: decode again without skipping."""
+    """A target fell into a gap made by `skip_frame`: decode again, skipping less."""
+
+    def __init__(self, skip: str):
+        super().__init__(skip)
+        self.skip = skip
 
 
 class _SeekOvershot(Exception):
@@ -160,16 +166,42 @@ def _video_stream(container: av.container.InputContainer) -> av.video.stream.Vid
     raise InvalidArgument("The file has no video stream.")
 
 
+def _keyframes_cover(stream: av.video.stream.VideoStream, targets: list[float], origin: float, lead: float) -> bool:
+    """Does the container's index put a keyframe at (or just after) every target second?
+
+    Then decoding keyframes only is exact enough and 3-5x cheaper (phones and screen recorders
+    often use a 1 s GOP; media-perf.md). Only containers with a full index at open (MP4/MOV/3GP,
+    AVI) can say so without reading the file; the others fall back to NONREF.
+    """
+    try:
+        entries = stream.index_entries
+        keyframes = [e.timestamp for e in entries if e.is_keyframe] if len(entries) > 1 else []
+        first = entries[0].timestamp if keyframes else 0
+    except Exception:
+        return False
+    if len(targets) < 2 or len(keyframes) < len(targets):
+        return False
+    shift = (stream.start_time - first) if stream.start_time is not None else 0  # index times are dts
+    times = sorted(float((ts + shift) * stream.time_base) - origin for ts in keyframes)
+    for target in targets:
+        i = bisect.bisect_left(times, target - lead)
+        if i == len(times) or times[i] > target + KEYFRAME_SLACK:
+            return False
+    return True
+
+
 def prepare_video(blob: Path, artifact_dir: Path, settings: Settings, cancelled: Callable[[], bool]) -> PreparedVideo:
     """Decode a video into its artifact: frames/*.jpg at 1 fps, audio.wav, manifest.json."""
-    try:
-        return _prepare(blob, artifact_dir, settings, cancelled, skip_nonref=True)
-    except _SkippedTooMuch:
-        return _prepare(blob, artifact_dir, settings, cancelled, skip_nonref=False)
+    skip = None  # the first pass picks NONKEY or NONREF; a pass that skipped a needed frame steps down
+    while True:
+        try:
+            return _prepare(blob, artifact_dir, settings, cancelled, skip)
+        except _SkippedTooMuch as exc:
+            skip = "NONREF" if exc.skip == "NONKEY" else "DEFAULT"
 
 
 def _prepare(
-    blob: Path, artifact_dir: Path, settings: Settings, cancelled: Callable[[], bool], skip_nonref: bool
+    blob: Path, artifact_dir: Path, settings: Settings, cancelled: Callable[[], bool], skip: str | None
 ) -> PreparedVideo:
     limit = settings.max_video_seconds
     with artifact.open_media(blob) as container:
@@ -178,90 +210,100 @@ def _prepare(
         declared = known_duration(container)
         if declared is not None and declared > limit:
             raise too_long("video", declared, limit)
-        origin = start_time(container)
-        vstream.codec_context.thread_type = "AUTO"
-        if skip_nonref:
-            vstream.codec_context.skip_frame = "NONREF"
-        rate = _stream_rate(vstream)
-        horizon = declared if declared is not None else limit
-        targets = tokens.sample_times(0.0, max(horizon, 1e-6), STORED_FPS)
+        origin, rate = start_time(container), _stream_rate(vstream)
+        targets = tokens.sample_times(0.0, max(declared or limit, 1e-6), STORED_FPS)
         sampler = _Sampler(targets, 0.5 / rate, 0.5 / STORED_FPS)
-        recent_packets: deque[float] = deque(maxlen=4096)  # video packet times, to spot skipped frames
-        geo: _Geometry | None = None
-        entries: list[dict] = []
-        written: tuple[av.VideoFrame, str] | None = None
-        last_t: float | None = None
+        if skip is None:
+            skip = "NONKEY" if declared and _keyframes_cover(vstream, targets, origin, sampler.lead) else "NONREF"
+        vstream.codec_context.thread_type = "AUTO"
+        vstream.codec_context.skip_frame = skip
 
         with artifact.building(artifact_dir, cancelled) as staging:
-            (staging / FRAMES_DIR).mkdir()
-            writer = WavWriter(staging / WAV_NAME, origin) if astream is not None else None
-
-            def emit(picks: list[_Pick]) -> None:
-                nonlocal geo, written
-                for pick in picks:
-                    if pick.held and skip_nonref and _skipped_near(pick.target, sampler, recent_packets):
-                        raise _SkippedTooMuch()
-                    if written is None or written[0] is not pick.frame:
-                        if geo is None:
-                            geo = _geometry(vstream, pick.frame.rotation or 0)
-                        name = f"{FRAMES_DIR}/{len(entries):06d}.jpg"
-                        _save_frame(pick.frame, geo, staging / name)
-                        written = (pick.frame, name)
-                    entries.append({"t": round(pick.time, 4), "file": written[1]})
-
+            frames = _FrameWriter(staging, vstream, sampler, skip)
+            audio = WavWriter(staging / WAV_NAME, origin) if astream is not None else None
+            last_t: float | None = None
             try:
                 streams = [vstream] + ([astream] if astream is not None else [])
                 for n, packet in enumerate(demux(container, streams)):
                     if n % CANCEL_CHECK_PACKETS == 0:
                         artifact.check_cancelled(cancelled)
-                    if packet.stream is vstream:
-                        if packet.pts is not None and packet.time_base is not None:
-                            pt = float(packet.pts * packet.time_base) - origin
-                            if pt > limit:
-                                raise too_long("video", pt, limit)
-                            recent_packets.append(pt)
+                    if packet.stream is not vstream:
                         for frame in decode_packet(packet):
-                            t = _frame_time(frame, origin, (last_t + 1 / rate) if last_t is not None else 0.0)
-                            emit(sampler.feed(frame, t))
-                            last_t = t
-                    elif writer is not None:
-                        for frame in decode_packet(packet):
-                            writer.write(frame)
+                            audio.write(frame)
+                        continue
+                    if packet.pts is not None and packet.time_base is not None:
+                        pt = float(packet.pts * packet.time_base) - origin
+                        if pt > limit:
+                            raise too_long("video", pt, limit)
+                        frames.packet_times.append(pt)
+                    for frame in decode_packet(packet):
+                        last_t = _frame_time(frame, origin, last_t + 1 / rate if last_t is not None else 0.0)
+                        frames.emit(sampler.feed(frame, last_t))
             finally:
-                audio_seconds = writer.close() if writer is not None else 0.0
-            if last_t is None:
+                audio_seconds = audio.close() if audio is not None else 0.0
+            if last_t is None or not frames.entries:
                 raise InvalidArgument("The video could not be decoded: no frames were found.")
             video_end = last_t + 1 / rate
             duration = declared if declared is not None else max(video_end, audio_seconds)
-            # A soundtrack a little longer than the picture (padding, rounding) is common: the
-            # last frame stays on screen for those seconds. Capped so that a long audio tail
-            # does not turn into hundreds of copies of one frame.
-            emit(sampler.finish(min(duration, video_end + HOLD_LAST_FRAME_SECONDS)))
             if duration > limit:
                 raise too_long("video", duration, limit)
-            has_audio = writer is not None and writer.samples > 0
-            if writer is not None and not has_audio:
+            # A soundtrack a little longer than the picture (padding, rounding) is common: the last
+            # frame stays on screen. Capped so a long audio tail is not hundreds of copies of it.
+            frames.emit(sampler.finish(min(duration, video_end + HOLD_LAST_FRAME_SECONDS)))
+            has_audio = audio is not None and audio.samples > 0
+            if audio is not None and not has_audio:
                 (staging / WAV_NAME).unlink(missing_ok=True)
-            assert geo is not None
-            artifact.write_manifest(
-                staging,
-                {
-                    "kind": "video",
-                    "duration": duration,
-                    "video_end": video_end,
-                    "origin": origin,
-                    "rate": rate,
-                    "original_size": list(geo.original_size),
-                    "frame_size": list(geo.frame_size),
-                    "rotation": geo.rotation,
-                    "fps": STORED_FPS,
-                    "frames": entries,
-                    "has_audio": has_audio,
-                    "audio_duration": audio_seconds if has_audio else 0.0,
-                    "sha256": artifact.file_sha256(blob, cancelled),
-                },
-            )
+            geo = frames.geometry
+            manifest = {
+                "kind": "video",
+                "duration": duration,
+                "video_end": video_end,
+                "origin": origin,
+                "rate": rate,
+                "original_size": list(geo.original_size),
+                "frame_size": list(geo.frame_size),
+                "rotation": geo.rotation,
+                "skip_frame": skip,
+                "fps": STORED_FPS,
+                "frames": frames.entries,
+                "has_audio": has_audio,
+                "audio_duration": audio_seconds if has_audio else 0.0,
+                "sha256": artifact.file_sha256(blob, cancelled),
+            }
+            artifact.write_manifest(staging, manifest)
     return load_video(blob, artifact_dir)
+
+
+class _FrameWriter:
+    """Writes picked frames as JPEGs into the staging folder, each distinct frame once."""
+
+    def __init__(self, staging: Path, stream: av.video.stream.VideoStream, sampler: _Sampler, skip: str):
+        (staging / FRAMES_DIR).mkdir()
+        self.staging = staging
+        self.stream = stream
+        self.sampler = sampler
+        self.skip = skip
+        self.entries: list[dict] = []
+        self.packet_times: deque[float] = deque(maxlen=4096)  # recent video packets, to spot skipped frames
+        self._geometry: _Geometry | None = None
+        self._last: tuple[av.VideoFrame, str] | None = None
+
+    @property
+    def geometry(self) -> _Geometry:
+        assert self._geometry is not None, "no frame written yet"
+        return self._geometry
+
+    def emit(self, picks: list[_Pick]) -> None:
+        for pick in picks:
+            if pick.held and self.skip != "DEFAULT" and _skipped_near(pick.target, self.sampler, self.packet_times):
+                raise _SkippedTooMuch(self.skip)
+            if self._last is None or self._last[0] is not pick.frame:
+                if self._geometry is None:
+                    self._geometry = _geometry(self.stream, pick.frame.rotation or 0)
+                name = f"{FRAMES_DIR}/{len(self.entries):06d}.jpg"
+                _save_frame(pick.frame, self._geometry, self.staging / name)
+                self._last = (pick.frame, name)
+            self.entries.append({"t": round(pick.time, 4), "file": self._last[1]})
 
 
 def load_video(blob: Path, artifact_dir: Path) -> PreparedVideo:
