@@ -112,13 +112,15 @@ class GenerationService:
     def _resolve_media(self, project: str, inp: GenerateInput, engine: Engine, scratch: Path) -> list[RequestTurn]:
         turns: list[RequestTurn] = []
         images = 0
-        for index, (role, parts) in enumerate(inp.turns):
+        position = 0  # of the part in the whole request: names inline parts ("inline[3]") and their scratch
+        for role, parts in inp.turns:
             turn = RequestTurn(role=role)  # type: ignore[arg-type]
             for part in parts:
+                position += 1
                 if isinstance(part, str):
                     turn.parts.append(TextPart(part))
                     continue
-                media = self._media(project, part, scratch, len(turns) + index)
+                media = self._media(project, part, scratch, position - 1)
                 if not engine.capabilities.accepts(media.mime_type):
                     raise UnsupportedMedia(f"{media.mime_type} input is not supported by this model.")
                 images += isinstance(media.prepared, PreparedImage)

@@ -199,3 +199,12 @@ def test_missing_weights_name_pollux_pull_and_server_stays_up(make_client, tmp_p
     err = assert_error(r, 400, "FAILED_PRECONDITION", "pollux pull")
     assert "Traceback" not in err["message"]
     assert client.get("/v1beta/models", headers=H).status_code == 200
+
+
+def test_inline_parts_are_told_apart(client):
+    body = {"contents": [{"parts": [_inline(png_bytes(8, 8)), _inline(png_bytes(9, 9)), {"text": "x"},
+                                    _inline(png_bytes(10, 10))]}]}
+    text = _gen(client, body).json()["candidates"][0]["content"]["parts"][0]["text"]
+    assert "original 8x8) from inline[0]" in text
+    assert "original 9x9) from inline[1]" in text
+    assert "original 10x10) from inline[3]" in text
