@@ -61,7 +61,8 @@ def test_sniff_images(fmt, expected):
 @pytest.mark.parametrize(
     ("fmt", "expected"),
     [("mp4", "video/mp4"), ("mov", "video/quicktime"), ("webm", "video/webm"), ("avi", "video/avi"),
-     ("flv", "video/x-flv"), ("asf", "video/wmv"), ("mpeg", "video/mpeg"), ("3gp", "video/3gpp")],
+     ("flv", "video/x-flv"), ("asf", "video/wmv"), ("mpeg", "video/mpeg"), ("mpegts", "video/mpeg"),
+     ("3gp", "video/3gpp")],
 )  # fmt: skip
 def test_sniff_videos(tmp_path: Path, fmt, expected):
     path = write_video(tmp_path / f"v.{fmt}", fmt, seconds=1.0)

@@ -19,7 +19,7 @@ from pollux.prompt_types import VideoOptions
 from pollux.settings import Settings
 from tests.fixtures.media import level_at, never, write_audio, write_video
 
-CONTAINERS = ["mp4", "mov", "webm", "avi", "flv", "asf", "mpeg", "3gp", "matroska"]
+CONTAINERS = ["mp4", "mov", "webm", "avi", "flv", "asf", "mpeg", "mpegts", "3gp", "matroska"]
 
 
 def _grey(path: Path) -> float:
@@ -44,7 +44,7 @@ def _no_leftovers(artifact_dir: Path) -> bool:
 def test_containers(tmp_path: Path, settings: Settings, fmt: str, audio: bool):
     seconds = 3.0
     blob = write_video(tmp_path / f"in.{fmt}", fmt, seconds=seconds, fps=10, audio=audio)
-    fps = 25 if fmt == "mpeg" else 10
+    fps = 25 if fmt in ("mpeg", "mpegts") else 10
     out = tmp_path / "art"
     video = prepare_video(blob, out, settings, never)
 
