@@ -1,0 +1,284 @@
+"""Vision features computed once and reused: the encoder is compute-bound, so a file asked about again
+must not pay for it again.
+
+`FeatureStore` is a byte-bounded LRU keyed by (model, preprocessing, file content); a key being
+computed is computed once, and whoever else needs it meanwhile waits for that result. `Background`
+is one low-priority thread that computes features ahead of the questions (right after an upload),
+pausing while the model generates. `Warmup` holds the hooks the app registers on the Files API.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from pollux.catalog import Catalog
+    from pollux.engines.hub import EngineHub
+    from pollux.files.service import FileService
+    from pollux.prompt_types import Prompt
+
+log = logging.getLogger("pollux.engines.features")
+
+
+@dataclass
+class Features:
+    """One image's encoder output, already in the language model's embedding space."""
+
+    array: "np.ndarray"  # [tiles, tokens per tile, hidden]
+    rows: int  # the tiling the processor chose (expands the <image> placeholder in the text)
+    cols: int
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.array.nbytes)
+
+
+class FeatureStore:
+    """An LRU of `Features` bounded in bytes; each key is computed at most once at a time."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[str, Features] = OrderedDict()
+        self._pending: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+        self.bytes = 0
+        self.hits = 0
+        self.computed = 0
+
+    def get(self, key: str) -> Features | None:
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+            return found
+
+    def __contains__(self, key: str) -> bool:
+        with self._lock:
+            return key in self._items
+
+    def get_or_compute(self, key: str | None, compute: Callable[[], Features]) -> Features:
+        """The cached features, or those another thread is computing now, or computed here."""
+        if key is None:  # no stable identity (nothing to share)
+            return compute()
+        while True:
+            with self._lock:
+                found = self._items.get(key)
+                if found is not None:
+                    self._items.move_to_end(key)
+                    self.hits += 1
+                    return found
+                event = self._pending.get(key)
+                owner = event is None
+                if owner:
+                    event = self._pending[key] = threading.Event()
+            if not owner:
+                event.wait()  # computed elsewhere; if that failed, the loop computes it here
+                continue
+            try:
+                value = compute()
+                self._put(key, value)
+                return value
+            finally:
+                with self._lock:
+                    self._pending.pop(key, None)
+                event.set()
+
+    def _put(self, key: str, value: Features) -> None:
+        with self._lock:
+            self.computed += 1
+            if value.nbytes > self.max_bytes:
+                return
+            old = self._items.pop(key, None)
+            self.bytes -= old.nbytes if old is not None else 0
+            self._items[key] = value
+            self.bytes += value.nbytes
+            while self.bytes > self.max_bytes and self._items:
+                _, dropped = self._items.popitem(last=False)
+                self.bytes -= dropped.nbytes
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self.bytes = 0
+
+    def info(self) -> dict[str, int]:
+        with self._lock:
+            return {"entries": len(self._items), "bytes": self.bytes, "hits": self.hits, "computed": self.computed}
+
+
+class Background:
+    """One daemon thread running queued jobs in order, paused while any generation runs."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self._jobs: deque[tuple[str, Callable[[], Any]]] = deque()
+        self._queued: set[str] = set()
+        self._cv = threading.Condition()
+        self._generating = 0
+        self._running = False
+        self._thread: threading.Thread | None = None
+        self._stopped = False
+
+    def submit(self, key: str, job: Callable[[], Any], first: bool = False) -> None:
+        with self._cv:
+            if self._stopped or key in self._queued:
+                return
+            self._queued.add(key)
+            (self._jobs.appendleft if first else self._jobs.append)((key, job))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name=f"pollux-{self.name}", daemon=True)
+                self._thread.start()
+            self._cv.notify_all()
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """While a request generates: the next background job waits (the current one finishes)."""
+        with self._cv:
+            self._generating += 1
+        try:
+            yield
+        finally:
+            with self._cv:
+                self._generating -= 1
+                self._cv.notify_all()
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """True once no job is queued or running (tests, benchmarks, shutdown)."""
+        with self._cv:
+            return self._cv.wait_for(lambda: not self._jobs and not self._running, timeout)
+
+    def cancel_all(self) -> None:
+        with self._cv:
+            self._jobs.clear()
+            self._queued.clear()
+            self._cv.notify_all()
+
+    def stop(self) -> None:
+        with self._cv:
+            self._stopped = True
+            self._jobs.clear()
+            self._queued.clear()
+            self._cv.notify_all()
+
+    def _loop(self) -> None:
+        while True:
+            with self._cv:
+                self._cv.wait_for(lambda: self._stopped or (self._jobs and not self._generating))
+                if self._stopped:
+                    return
+                key, job = self._jobs.popleft()
+                self._queued.discard(key)
+                self._running = True
+            try:
+                job()
+            except Exception:  # a deleted file, an unloaded model: the request path computes on demand
+                log.debug("background job %s failed", key, exc_info=True)
+            finally:
+                with self._cv:
+                    self._running = False
+                    self._cv.notify_all()
+
+
+def coarse_to_fine(total: int) -> list[int]:
+    """Indices 0..total-1, those an evenly thinned selection keeps first (ends, middle, quarters, ...)."""
+    order: list[int] = []
+    seen: set[int] = set()
+    n = 1
+    while len(order) < total:
+        n = min(total, n)
+        picks = [0] if n == 1 else sorted({round(i * (total - 1) / (n - 1)) for i in range(n)})
+        for index in picks:
+            if index not in seen:
+                seen.add(index)
+                order.append(index)
+        if n == total:
+            break
+        n = 2 if n == 1 else 2 * n - 1
+    return order
+
+
+# ------------------------------------------------------------------------------------- app hooks
+
+class Warmup:
+    """Starts vision features in the background as files arrive, for the engines that cache them.
+
+    Engines opt in with `precompute(load_prompt)`, which returns at once. The targets are the
+    default model and every model currently loaded. The prompt given is the one a request about
+    the file alone would assemble (same frames, transcript and cache keys), so its features, and
+    its KV prefix, are exactly what the first question needs. Images: `on_upload` (the file is
+    ACTIVE already; this only queues work). Video: `on_processed`, a Processor hook that returns at
+    once, so it never delays ACTIVE.
+    """
+
+    def __init__(self, hub: "EngineHub", catalog: "Catalog", files: "FileService"):
+        self.hub, self.catalog, self.files = hub, catalog, files
+
+    def engines(self) -> list[Any]:
+        entries = []
+        default = self.catalog.entries.get(self.hub.settings.default_model)
+        if default is not None:
+            entries.append(default)
+        loaded = getattr(self.hub, "_engines", {})
+        for entry in self.catalog.entries.values():
+            engine = loaded.get(entry.id)
+            if engine is not None and entry not in entries and engine.info().get("loaded"):
+                entries.append(entry)
+        out = []
+        for entry in entries:
+            try:
+                engine = self.hub.get(entry)
+            except Exception:  # an engine that cannot be built here has nothing to warm
+                continue
+            if callable(getattr(engine, "precompute", None)):
+                out.append(engine)
+        return out
+
+    def on_upload(self, record: Any) -> None:
+        """FileService upload hook: an image just became ACTIVE."""
+        if str(getattr(record, "mime_type", "")).startswith("image/"):
+            self._warm(record, None)
+
+    def on_processed(self, record: Any, prepared: Any, settings: Any) -> None:
+        """Processor hook: a video is prepared (about to be ACTIVE); queue its frames and return."""
+        from pollux.media.prepared import PreparedVideo
+
+        if isinstance(prepared, PreparedVideo) and prepared.frames:
+            self._warm(record, prepared)
+
+    def _warm(self, record: Any, prepared: Any) -> None:
+        for engine in self.engines():
+            engine.precompute(lambda engine=engine: self.prompt_for(engine, record, prepared))
+
+    def prompt_for(self, engine: Any, record: Any, prepared: Any = None) -> "Prompt":
+        """The prompt a request holding just this file assembles for `engine` (run in the background)."""
+        from pollux import prompt as assembly
+        from pollux.media import pipeline
+        from pollux.prompt_types import MediaPart, RequestTurn
+
+        settings = self.hub.settings
+        if prepared is None:
+            prepared = pipeline.load_prepared(record.mime_type, self.files.blob_path(record),
+                                              self.files.artifact_dir(record), settings)
+        turns = [RequestTurn("user", [MediaPart(prepared, record.mime_type, record.name)])]
+        return assembly.assemble(turns, None, capabilities=engine.capabilities,
+                                 token_budget=engine.entry.input_token_limit, count_tokens=engine.count_tokens,
+                                 transcribe=_transcriber(settings))
+
+
+def _transcriber(settings: Any) -> Callable[[Any], list[dict]] | None:
+    """The transcript source generation uses (cached on disk by the Processor's speech hook)."""
+    if not getattr(settings, "transcribe", False):
+        return None
+    try:
+        from pollux.engines import whisper
+    except ImportError:
+        return None
+    return lambda audio: whisper.transcribe_cached(audio, settings)

@@ -1,0 +1,137 @@
+"""Prompt-prefix reuse for a stateful OpenVINO language model.
+
+The model keeps its KV cache inside the infer request ("state"). `PrefixCache` remembers which
+positions that live state holds (one identity per position: a token id, or an image feature slot)
+and keeps a few saved copies ("snapshots") of earlier states in a byte-bounded LRU. Before a
+prompt is prefilled, the state is set to the longest known prefix of it: the live state trimmed,
+or a snapshot restored, so only the new tail is computed. A long live state about to be thrown
+away is saved first, so asking about file A, then B, then A again still finds A's prefix.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+MIN_SNAPSHOT_TOKENS = 256  # shorter prefixes are cheap to recompute: not worth the memory
+MIN_RESTORE_GAIN = 64  # restore a snapshot only when it saves at least this many positions
+
+
+def common_prefix(a: list, b: list) -> int:
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
+
+
+@dataclass
+class Snapshot:
+    keys: tuple
+    arrays: dict[str, Any]  # state variable name → numpy array [batch, heads, seq, dim]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(int(a.nbytes) for a in self.arrays.values())
+
+
+class PrefixCache:
+    def __init__(self, max_bytes: int, store_dtype: str = "float16"):
+        self.max_bytes = max_bytes
+        self.store_dtype = store_dtype  # float16 halves memory; float32 when the model's KV cache is f32
+        self.live: list = []  # identities of the positions the live state holds
+        self._snapshots: OrderedDict[tuple, Snapshot] = OrderedDict()
+        self._lock = threading.Lock()
+        self.bytes = 0
+        self.restored = 0
+
+    # ------------------------------------------------------------------------------ reuse
+
+    def prepare(self, request: Any, keys: list) -> int:
+        """Set the state to the longest cached prefix of `keys` (never all of it: the last position
+        must run to give logits); returns how many positions are already in the state."""
+        limit = max(0, len(keys) - 1)
+        live = min(common_prefix(self.live, keys), limit)
+        best, best_len = None, live
+        with self._lock:
+            for snap in self._snapshots.values():
+                n = min(common_prefix(list(snap.keys[:limit + 1]), keys), limit)
+                if n >= best_len + MIN_RESTORE_GAIN:
+                    best, best_len = snap, n
+            if best is not None:
+                self._snapshots.move_to_end(best.keys)
+        if len(self.live) - live >= MIN_SNAPSHOT_TOKENS:
+            self.save(request)  # about to be overwritten: keep it for a later question
+        if best is not None:
+            _restore(request, best, best_len)
+            self.live = list(best.keys[:best_len])
+            self.restored += 1
+        elif live == 0:
+            request.reset_state()
+            self.live = []
+        elif live < len(self.live):
+            _trim(request, live)
+            self.live = self.live[:live]
+        return len(self.live)
+
+    def invalidate(self, request: Any | None = None) -> None:
+        """The state is unknown (an inference failed midway): start from nothing next time."""
+        self.live = []
+        if request is not None:
+            request.reset_state()
+
+    # ------------------------------------------------------------------------------ snapshots
+
+    def save(self, request: Any) -> None:
+        """Keep a copy of the live state (if long enough, new, and within the budget)."""
+        import numpy as np
+
+        keys = tuple(self.live)
+        if len(keys) < MIN_SNAPSHOT_TOKENS:
+            return
+        with self._lock:
+            if keys in self._snapshots or any(s.keys[:len(keys)] == keys for s in self._snapshots.values()):
+                return  # already covered by an equal or longer snapshot
+        arrays = {s.name: np.array(s.state.data, dtype=self.store_dtype, copy=True) for s in request.query_state()}
+        snap = Snapshot(keys, arrays)
+        if snap.nbytes > self.max_bytes:
+            return
+        with self._lock:
+            for other in [k for k in self._snapshots if keys[:len(k)] == k]:  # shorter ones it extends
+                self.bytes -= self._snapshots.pop(other).nbytes
+            self._snapshots[keys] = snap
+            self.bytes += snap.nbytes
+            while self.bytes > self.max_bytes and self._snapshots:
+                _, dropped = self._snapshots.popitem(last=False)
+                self.bytes -= dropped.nbytes
+
+    def clear(self) -> None:
+        with self._lock:
+            self._snapshots.clear()
+            self.bytes = 0
+        self.live = []
+
+    def info(self) -> dict[str, int]:
+        with self._lock:
+            return {"liveTokens": len(self.live), "snapshots": len(self._snapshots), "snapshotBytes": self.bytes,
+                    "restored": self.restored}
+
+
+def _trim(request: Any, length: int) -> None:
+    """Keep the first `length` positions of every state variable ([batch, heads, seq, dim])."""
+    import numpy as np
+    import openvino as ov
+
+    for state in request.query_state():
+        state.state = ov.Tensor(np.ascontiguousarray(state.state.data[:, :, :length, :]))
+
+
+def _restore(request: Any, snap: Snapshot, length: int) -> None:
+    import numpy as np
+    import openvino as ov
+
+    for state in request.query_state():
+        array = snap.arrays[state.name]
+        state.state = ov.Tensor(np.ascontiguousarray(array[:, :, :length, :], dtype=np.float32))

@@ -1,0 +1,193 @@
+"""Convert a transformers checkpoint to OpenVINO IR once, and cache it.
+
+The cache key covers the source (its revision and a fingerprint of its files), the weight setting
+and the converter versions, so a new revision or setting converts again and nothing stale is used.
+A conversion is written into a temporary folder next to its final place and renamed only when
+complete (with a marker file inside), so an interrupted one is never loaded; its leftovers are
+removed by the next attempt. A file lock keeps two processes from converting the same thing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pollux.errors import InvalidArgument
+
+if TYPE_CHECKING:
+    from pollux.catalog import ModelEntry
+    from pollux.settings import Settings
+
+log = logging.getLogger("pollux.engines.ov_convert")
+
+WEIGHT_MODES = ("int8", "int4", "fp16", "fp32")
+DEFAULT_WEIGHTS = "int8"
+DEFAULT_INT4_GROUP = 64  # 128 (nncf's default) does not divide SmolLM2-135M's 576-wide layers
+MARKER = "pollux-openvino.json"  # written last: a folder without it is not a finished conversion
+FORMAT_VERSION = 1  # bump when the layout of a conversion changes
+TASK = "image-text-to-text"
+
+Progress = Callable[[str], None]
+
+
+def weights_mode(entry: "ModelEntry") -> str:
+    mode = str(entry.options.get("weights", DEFAULT_WEIGHTS)).lower()
+    if mode not in WEIGHT_MODES:
+        raise InvalidArgument(f"Model {entry.id}: options.weights must be one of {', '.join(WEIGHT_MODES)}; "
+                              f"got {mode!r}.")
+    return mode
+
+
+def quantization_settings(entry: "ModelEntry", mode: str) -> dict:
+    """What, beyond the mode, changes the converted weights (part of the cache key)."""
+    if mode == "int4":
+        return {"bits": 4, "sym": bool(entry.options.get("sym", False)),
+                "group_size": int(entry.options.get("group_size", DEFAULT_INT4_GROUP))}
+    if mode == "int8":
+        return {"bits": 8, "sym": bool(entry.options.get("sym", False))}
+    return {}
+
+
+def _version(package: str) -> str:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "-"
+
+
+def source_fingerprint(source: Path) -> dict:
+    """Identity of a checkpoint folder: its config, and its weight files' names, sizes and times."""
+    files = sorted(p for p in source.iterdir() if p.suffix in (".safetensors", ".bin") and p.is_file())
+    config = (source / "config.json").read_bytes() if (source / "config.json").is_file() else b""
+    return {"folder": source.resolve().name, "config": hashlib.sha256(config).hexdigest(),
+            "weights": [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files]}
+
+
+def cache_key(entry: "ModelEntry", source: Path, mode: str) -> str:
+    spec = {"format": FORMAT_VERSION, "source": entry.source, "revision": entry.revision,
+            "files": source_fingerprint(source), "mode": mode, "quantization": quantization_settings(entry, mode),
+            "versions": {p: _version(p) for p in ("optimum-intel", "openvino", "nncf", "transformers")}}
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def cache_root(entry: "ModelEntry", settings: "Settings") -> Path:
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in entry.id)
+    return Path(settings.resolved_models_dir) / "openvino" / safe
+
+
+def converted_dir(entry: "ModelEntry", settings: "Settings", source: Path, mode: str | None = None) -> Path:
+    mode = mode or weights_mode(entry)
+    return cache_root(entry, settings) / f"{mode}-{cache_key(entry, source, mode)}"
+
+
+def is_complete(folder: Path) -> bool:
+    return (folder / MARKER).is_file()
+
+
+def ensure_converted(entry: "ModelEntry", settings: "Settings", source: Path, mode: str | None = None,
+                     progress: Progress | None = None) -> Path:
+    """The finished conversion of `source` for `entry`'s weight setting, converting it first if needed."""
+    mode = mode or weights_mode(entry)
+    final = converted_dir(entry, settings, source, mode)
+    if is_complete(final):
+        return final
+    say = progress or (lambda message: log.info("%s", message))
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(final.parent / f".{final.name}.lock"):
+        if is_complete(final):  # another process finished it while we waited
+            return final
+        for stale in final.parent.glob(f".tmp-{final.name}-*"):
+            shutil.rmtree(stale, ignore_errors=True)  # an interrupted conversion: never trusted
+        if final.exists():
+            shutil.rmtree(final, ignore_errors=True)  # no marker: incomplete
+        tmp = final.parent / f".tmp-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        started = time.monotonic()
+        try:
+            tmp.mkdir()
+            base = _complete_fp32(entry, settings, source) if mode not in ("fp32", "fp16") else None
+            convert(source, tmp, mode, quantization_settings(entry, mode), say, base=base)
+            (tmp / MARKER).write_text(json.dumps({"model": entry.id, "source": entry.source, "mode": mode,
+                                                   "revision": entry.revision, "seconds": time.monotonic() - started}))
+            os.replace(tmp, final)  # atomic: the folder appears complete or not at all
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    say(f"{entry.id}: OpenVINO {mode} conversion ready in {final} ({time.monotonic() - started:.0f} s)")
+    _prune(final)
+    return final
+
+
+def _complete_fp32(entry: "ModelEntry", settings: "Settings", source: Path) -> Path | None:
+    """A cached fp32 conversion of the same source, to quantize from instead of exporting again."""
+    folder = converted_dir(entry, settings, source, "fp32")
+    return folder if is_complete(folder) else None
+
+
+def _prune(final: Path) -> None:
+    """Remove older conversions of the same model and mode (a previous revision or setting)."""
+    mode = final.name.split("-", 1)[0]
+    for other in final.parent.glob(f"{mode}-*"):
+        if other != final and other.is_dir():
+            shutil.rmtree(other, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: the atomic rename still protects readers
+        yield
+        return
+    with open(path, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def convert(source: Path, out: Path, mode: str, quantization: dict, progress: Progress,
+            base: Path | None = None) -> None:
+    """Export `source` with optimum-intel into `out` (fp32/fp16 IR), then compress weights for int8/int4."""
+    from optimum.exporters.openvino import main_export
+    from optimum.intel.openvino.configuration import OVConfig
+
+    out.mkdir(parents=True, exist_ok=True)
+    steps = 1 if mode in ("fp32", "fp16") or base is not None else 2
+    if mode in ("fp32", "fp16"):
+        progress(f"converting {source.name} to OpenVINO IR ({mode}) [1/1]")
+        main_export(str(source), out, task=TASK, ov_config=OVConfig(dtype=mode), local_files_only=True)
+        return
+    export_dir = base
+    if export_dir is None:
+        export_dir = out / "_fp32"
+        progress(f"converting {source.name} to OpenVINO IR (fp32) [1/{steps}]")
+        main_export(str(source), export_dir, task=TASK, ov_config=OVConfig(dtype="fp32"), local_files_only=True)
+    progress(f"compressing weights to {mode} {quantization} [{steps}/{steps}]")
+    _compress(export_dir, out, quantization)
+    if export_dir != base:
+        shutil.rmtree(export_dir, ignore_errors=True)
+
+
+def _compress(ir_dir: Path, out: Path, quantization: dict) -> None:
+    """Weight-only compression with NNCF through optimum-intel: the language model gets `quantization`,
+    the embeddings and the vision encoder int8 (optimum-intel's default for the other parts)."""
+    from optimum.intel import OVModelForVisualCausalLM, OVWeightQuantizationConfig
+
+    model = OVModelForVisualCausalLM.from_pretrained(str(ir_dir), compile=False,
+                                                     quantization_config=OVWeightQuantizationConfig(**quantization))
+    model.save_pretrained(out)
+    for name in os.listdir(ir_dir):  # processor, tokenizer and template files travel with the IR
+        src = ir_dir / name
+        if src.is_file() and not (out / name).exists() and not name.startswith("openvino_") and name != MARKER:
+            shutil.copy2(src, out / name)

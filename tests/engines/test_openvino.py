@@ -1,0 +1,383 @@
+"""The OpenVINO engine on the tiny random-weight SmolVLM2 checkpoint, converted offline for real.
+
+fp32 must give the transformers engine's tokens exactly; int8 must stream valid output; vision
+features and prompt prefixes must be computed once (counted through the engine's stats).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+pytest.importorskip("openvino")
+pytest.importorskip("optimum.intel")
+
+from pollux.engines.base import GenerationParams  # noqa: E402
+from pollux.errors import Cancelled  # noqa: E402
+from pollux.prompt import assemble  # noqa: E402
+from pollux.prompt_types import Image, MediaPart, Prompt, RequestTurn, Text, TextPart, Turn  # noqa: E402
+from tests.engines.prepared import make_video  # noqa: E402
+
+SCHEMA = {"type": "object",
+          "properties": {"animal": {"type": "string", "enum": ["cat", "dog", "bird"]}, "cute": {"type": "boolean"}},
+          "required": ["animal", "cute"]}
+
+
+def _entry(source: Path, weights: str, model_id: str = "tiny-smolvlm-ov", family: str = "smolvlm", **options):
+    from pollux.catalog import ModelEntry
+
+    return ModelEntry(id=model_id, display_name=model_id, description="tiny test model", engine="openvino",
+                      source=str(source), family=family, input_token_limit=4096, output_token_limit=256,
+                      options={"weights": weights, **options})
+
+
+@pytest.fixture(scope="session")
+def ov_settings(tmp_path_factory):
+    from pollux.settings import Settings
+
+    return Settings(data_dir=tmp_path_factory.mktemp("ov-data"), transcribe=False)
+
+
+@pytest.fixture(scope="session")
+def ov_fp32(tiny_smolvlm, ov_settings):
+    from pollux.engines.openvino import OpenVINOEngine
+
+    engine = OpenVINOEngine(_entry(tiny_smolvlm, "fp32"), ov_settings)
+    engine.load()
+    assert engine.fast, engine.fallback_reason
+    return engine
+
+
+@pytest.fixture(scope="session")
+def ov_int8(tiny_smolvlm, ov_settings, ov_fp32):  # after fp32: quantized from its cached IR, no second export
+    from pollux.engines.openvino import OpenVINOEngine
+
+    engine = OpenVINOEngine(_entry(tiny_smolvlm, "int8"), ov_settings)
+    engine.load()
+    assert engine.fast, engine.fallback_reason
+    return engine
+
+
+def run(engine, prompt, cancel=None, **params):
+    return list(engine.generate(prompt, GenerationParams(**params), cancel or threading.Event()))
+
+
+def text_of(deltas, candidate=0):
+    return "".join(d.text for d in deltas if d.candidate == candidate)
+
+
+def steps(deltas):
+    return [(d.candidate, d.text, d.output_tokens, d.finish_reason) for d in deltas]
+
+
+def one_image(photos, ask="Describe this image.", name="astronaut", system="Be concise."):
+    image = photos[name]
+    return Prompt([Turn("user", [Image(image, (1280, 960), source=f"files/{name}",
+                                       cache_key=f"{name}-sha:{image.size[0]}x{image.size[1]}"), Text(ask)])],
+                  system=system)
+
+
+def video_prompt(engine, folder: Path, ask: str, seconds: int = 5, sha: str = "v" * 64):
+    video = make_video(folder, seconds=seconds, with_audio=False)
+    video.sha256 = sha
+    turns = [RequestTurn("user", [MediaPart(video, "video/mp4", "files/v"), TextPart(ask)])]
+    return assemble(turns, None, capabilities=engine.capabilities, token_budget=engine.entry.input_token_limit,
+                    count_tokens=engine.count_tokens)
+
+
+# ---------------------------------------------------------------------------------- conversion
+
+def test_conversion_is_cached_and_keyed(ov_fp32, ov_int8, tiny_smolvlm, ov_settings, monkeypatch):
+    from pollux.engines import ov_convert
+
+    assert ov_convert.is_complete(ov_fp32.converted) and ov_convert.is_complete(ov_int8.converted)
+    assert ov_fp32.converted != ov_int8.converted
+    assert ov_fp32.converted.parent == ov_int8.converted.parent
+    assert not list(ov_fp32.converted.parent.glob(".tmp-*"))
+    monkeypatch.setattr(ov_convert, "convert", lambda *a, **k: pytest.fail("converted again"))
+    assert ov_convert.ensure_converted(ov_int8.entry, ov_settings, tiny_smolvlm) == ov_int8.converted
+    int4 = _entry(tiny_smolvlm, "int4")
+    assert ov_convert.converted_dir(int4, ov_settings, tiny_smolvlm) not in (ov_fp32.converted, ov_int8.converted)
+    # int8 weights really are smaller than fp32
+    size = lambda folder: sum(p.stat().st_size for p in folder.glob("*.bin"))  # noqa: E731
+    assert size(ov_int8.converted) < size(ov_fp32.converted)
+
+
+def test_interrupted_conversion_is_never_used(tmp_path, monkeypatch):
+    from pollux.catalog import ModelEntry
+    from pollux.engines import ov_convert
+    from pollux.settings import Settings
+
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "config.json").write_text("{}")
+    (source / "model.safetensors").write_bytes(b"0" * 10)
+    settings = Settings(data_dir=tmp_path / "data")
+    entry = ModelEntry(id="m", display_name="m", description="", engine="openvino", source=str(source),
+                       family="smolvlm", options={"weights": "fp16"})
+    calls = []
+
+    def interrupted(src, out, mode, quantization, progress, base=None):
+        (out / "openvino_language_model.xml").write_text("half")
+        raise KeyboardInterrupt  # e.g. Ctrl-C during export
+
+    monkeypatch.setattr(ov_convert, "convert", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        ov_convert.ensure_converted(entry, settings, source)
+    final = ov_convert.converted_dir(entry, settings, source)
+    assert not final.exists() and not list(final.parent.glob(".tmp-*"))
+
+    def crashed(src, out, mode, quantization, progress, base=None):
+        (out / "openvino_language_model.xml").write_text("half")
+        (final.parent / f".tmp-{final.name}-999-dead").mkdir()  # a killed process leaves this behind
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(ov_convert, "convert", crashed)
+    with pytest.raises(RuntimeError):
+        ov_convert.ensure_converted(entry, settings, source)
+    assert not final.exists()
+
+    def complete(src, out, mode, quantization, progress, base=None):
+        calls.append(mode)
+        (out / "openvino_language_model.xml").write_text("ok")
+        progress("done")
+
+    monkeypatch.setattr(ov_convert, "convert", complete)
+    messages = []
+    assert ov_convert.ensure_converted(entry, settings, source, progress=messages.append) == final
+    assert ov_convert.is_complete(final) and not list(final.parent.glob(".tmp-*")) and calls == ["fp16"]
+    assert messages and "ready" in messages[-1]
+    # A new source revision (other weights) is a new key; the old conversion is pruned.
+    (source / "model.safetensors").write_bytes(b"1" * 20)
+    newer = ov_convert.ensure_converted(entry, settings, source)
+    assert newer != final and not final.exists() and calls == ["fp16", "fp16"]
+
+
+def test_weights_option_is_validated(tiny_smolvlm):
+    from pollux.engines import ov_convert
+    from pollux.errors import InvalidArgument
+
+    assert ov_convert.weights_mode(_entry(tiny_smolvlm, "INT4")) == "int4"
+    assert ov_convert.quantization_settings(_entry(tiny_smolvlm, "int4"), "int4")["group_size"] == 64
+    with pytest.raises(InvalidArgument):
+        ov_convert.weights_mode(_entry(tiny_smolvlm, "int3"))
+
+
+# ---------------------------------------------------------------------------------- equivalence
+
+def test_fp32_greedy_equals_transformers_token_for_token(ov_fp32, smol_engine, photos, tmp_path):
+    multi = Prompt([Turn("user", [Text("Compare these."), Image(photos["coffee"], (900, 600), cache_key="c:300x200"),
+                                  Image(photos["chelsea"], (450, 600), cache_key="h:180x240")])])
+    history = Prompt([Turn("user", [Image(photos["coffee"], (900, 600), cache_key="c:300x200"), Text("What is this?")]),
+                      Turn("model", [Text("A cup of coffee.")]), Turn("user", [Text("Is it hot?")])])
+    prompts = [one_image(photos), multi, history, video_prompt(ov_fp32, tmp_path / "v", "What happens at 00:03?")]
+    for prompt in prompts:
+        expected = steps(run(smol_engine, prompt, max_output_tokens=24, temperature=0.0))
+        got = steps(run(ov_fp32, prompt, max_output_tokens=24, temperature=0.0))
+        assert got == expected
+        assert ov_fp32.prepare_prompt(prompt).length == ov_fp32.count_tokens(prompt) == smol_engine.count_tokens(prompt)
+
+
+def test_fp32_sampling_with_seed_equals_transformers(ov_fp32, smol_engine, photos):
+    params = dict(max_output_tokens=12, temperature=0.8, top_p=0.9, top_k=40, seed=7, candidate_count=2)
+    assert steps(run(ov_fp32, one_image(photos), **params)) == steps(run(smol_engine, one_image(photos), **params))
+
+
+# ---------------------------------------------------------------------------------- int8 behaviour
+
+def test_int8_streams_real_incremental_tokens(ov_int8, photos):
+    deltas = run(ov_int8, one_image(photos), max_output_tokens=16, temperature=0.0)
+    assert deltas[-1].finish_reason in ("STOP", "MAX_TOKENS") and all(d.finish_reason is None for d in deltas[:-1])
+    assert len([d for d in deltas if d.text]) > 1
+    counts = [d.output_tokens for d in deltas]
+    assert counts == sorted(counts) and 1 <= counts[-1] <= 16
+    assert ov_int8.info()["weights"] == "int8"
+
+
+def test_int8_cancel_stops_between_tokens(ov_int8, photos):
+    cancel = threading.Event()
+    stream = ov_int8.generate(one_image(photos), GenerationParams(max_output_tokens=60, temperature=0.0), cancel)
+    first = next(d for d in stream if d.text)
+    assert first.finish_reason is None and first.output_tokens < 60
+    cancel.set()
+    with pytest.raises(Cancelled):
+        list(stream)
+    assert run(ov_int8, one_image(photos), max_output_tokens=2)[-1].finish_reason  # usable again
+
+
+def test_max_tokens_seed_candidates_and_stop(ov_int8, photos):
+    a = run(ov_int8, one_image(photos), max_output_tokens=6, temperature=0.0)
+    assert a[-1].finish_reason == "MAX_TOKENS" and a[-1].output_tokens == 6
+    params = dict(max_output_tokens=10, temperature=1.0, top_p=0.95, top_k=40, seed=1234, candidate_count=2)
+    x, y = run(ov_int8, one_image(photos), **params), run(ov_int8, one_image(photos), **params)
+    assert [text_of(x, i) for i in (0, 1)] == [text_of(y, i) for i in (0, 1)]
+    assert [d.candidate for d in x if d.finish_reason] == [0, 1]
+    others = {text_of(run(ov_int8, one_image(photos), **{**params, "seed": s, "candidate_count": 1}))
+              for s in range(4)}
+    assert len(others) > 1
+    full = text_of(run(ov_int8, one_image(photos), max_output_tokens=30, temperature=0.0))
+    clean = re.sub(r"[^\w ]", "", full)
+    stop = next(full[i:i + 2] for i in range(3, len(full) - 2) if full[i:i + 2] in clean and full[i:i + 2].strip())
+    cut = run(ov_int8, one_image(photos), max_output_tokens=30, temperature=0.0, stop_sequences=[stop])
+    assert text_of(cut) == full[:full.index(stop)] and cut[-1].finish_reason == "STOP"
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_json_schema_and_enum(ov_int8, photos, seed):
+    deltas = run(ov_int8, one_image(photos, "Which animal is this? Answer in JSON."), max_output_tokens=200,
+                 temperature=1.0, seed=seed, response_mime_type="application/json", response_schema=SCHEMA)
+    assert deltas[-1].finish_reason == "STOP", text_of(deltas)
+    jsonschema.validate(json.loads(text_of(deltas)), SCHEMA)
+    schema = {"type": "string", "enum": ["percussion", "string", "woodwind"]}
+    enum = run(ov_int8, one_image(photos, "What kind of instrument?"), max_output_tokens=20, seed=seed,
+               response_mime_type="text/x.enum", response_schema=schema)
+    assert text_of(enum) in schema["enum"]
+
+
+def test_video_and_multi_image_prompts(ov_int8, photos, tmp_path):
+    prompt = video_prompt(ov_int8, tmp_path / "v", "What is at 00:02?", seconds=4, sha="w" * 64)
+    assert sum(im.modality == "VIDEO" for im in prompt.images()) == 4
+    assert run(ov_int8, prompt, max_output_tokens=4)[-1].finish_reason
+    multi = Prompt([Turn("user", [Image(photos["coffee"], (900, 600)), Image(photos["chelsea"], (450, 600)),
+                                  Text("Which is warmer?")])])  # no cache keys: computed, never shared
+    assert run(ov_int8, multi, max_output_tokens=4)[-1].finish_reason
+
+
+# ---------------------------------------------------------------------------------- caches
+
+def test_second_question_on_a_file_skips_the_vision_encoder(ov_int8, photos):
+    first = one_image(photos, "Describe this image.", name="chelsea")
+    before = dict(ov_int8.stats)
+    run(ov_int8, first, max_output_tokens=8, temperature=0.0)
+    encoded = ov_int8.stats["vision_calls"] - before["vision_calls"]
+    assert encoded > 0
+    mid = dict(ov_int8.stats)
+    second = one_image(photos, "What colour is the cat?", name="chelsea")
+    answer = run(ov_int8, second, max_output_tokens=8, temperature=0.0)
+    assert ov_int8.stats["vision_calls"] == mid["vision_calls"]  # features came from the cache
+    reused = ov_int8.stats["reused_tokens"] - mid["reused_tokens"]
+    assert reused > sum(f.array.shape[0] * f.array.shape[1] for f in [ov_int8.image_features(second.images()[0])])
+    # Reuse changes nothing: the same answer from a cold KV state.
+    ov_int8.prefix.clear()
+    assert steps(run(ov_int8, second, max_output_tokens=8, temperature=0.0)) == steps(answer)
+
+
+def test_uploaded_image_is_ready_before_the_question(ov_int8, photos):
+    warm = Prompt([Turn("user", [Image(photos["coffee"], (900, 600), cache_key="upl:300x200")])])
+    ov_int8.precompute(lambda: warm)
+    assert ov_int8.background.wait_idle(120)
+    before = dict(ov_int8.stats)
+    ask = Prompt([Turn("user", [Image(photos["coffee"], (900, 600), cache_key="upl:300x200"),
+                                Text("What is in the cup?")])])
+    run(ov_int8, ask, max_output_tokens=4, temperature=0.0)
+    assert ov_int8.stats["vision_calls"] == before["vision_calls"]
+    prefilled = ov_int8.stats["prefill_tokens"] - before["prefill_tokens"]
+    assert prefilled < 20  # only the question's words (and the turn's end) ran
+
+
+def test_a_request_waits_for_features_being_computed(ov_int8, photos, monkeypatch):
+    release, started = threading.Event(), threading.Event()
+    real = ov_int8.model.get_vision_embeddings
+
+    def slow(*args, **kwargs):
+        started.set()
+        release.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ov_int8.model, "get_vision_embeddings", slow)
+    image = Image(photos["astronaut"], (1280, 960), cache_key="wait:320x240")
+    ov_int8.precompute(lambda: Prompt([Turn("user", [image])]), warm_prefix=False)
+    assert started.wait(60)
+    before = ov_int8.stats["vision_calls"]
+    got = {}
+    waiter = threading.Thread(target=lambda: got.setdefault("f", ov_int8.image_features(image)))
+    waiter.start()
+    waiter.join(0.5)
+    assert waiter.is_alive()  # waiting for the background's result, not computing its own
+    release.set()
+    waiter.join(60)
+    assert ov_int8.background.wait_idle(60)
+    tiles = got["f"].array.shape[0]
+    from pollux.engines.openvino import VISION_CHUNK
+
+    assert ov_int8.stats["vision_calls"] - before == -(-tiles // VISION_CHUNK)  # computed once, by the background
+    assert ov_int8.features.get(ov_int8._ov_feature_key(image)) is got["f"]
+
+
+def test_prefix_snapshots_survive_a_question_about_another_file(ov_int8, photos, monkeypatch):
+    from pollux.engines import kv_prefix
+
+    monkeypatch.setattr(kv_prefix, "MIN_SNAPSHOT_TOKENS", 32)
+    monkeypatch.setattr(kv_prefix, "MIN_RESTORE_GAIN", 8)
+    a = one_image(photos, "Describe it.", name="astronaut", system=None)
+    b = one_image(photos, "Describe it.", name="coffee", system=None)
+    first = steps(run(ov_int8, a, max_output_tokens=6, temperature=0.0))
+    run(ov_int8, b, max_output_tokens=6, temperature=0.0)  # the live state now holds b; a was saved
+    restored, before = ov_int8.prefix.restored, dict(ov_int8.stats)
+    again = steps(run(ov_int8, one_image(photos, "Describe it.", name="astronaut", system=None),
+                      max_output_tokens=6, temperature=0.0))
+    assert ov_int8.prefix.restored == restored + 1 and again == first
+    assert ov_int8.stats["prefill_tokens"] - before["prefill_tokens"] < 20
+
+
+def test_video_frames_precomputed_after_processing(ov_int8, tmp_path):
+    from pollux.catalog import Catalog
+    from pollux.engines.features import Warmup
+
+    class Hub:  # the part of EngineHub that Warmup uses
+        settings = ov_int8.settings.model_copy(update={"default_model": ov_int8.entry.id})
+        _engines = {ov_int8.entry.id: ov_int8}
+
+        def get(self, entry):
+            return ov_int8
+
+    class Record:
+        name, mime_type = "files/vid", "video/mp4"
+
+    video = make_video(tmp_path / "pv", seconds=6, with_audio=False)
+    video.sha256 = "p" * 64
+    warmup = Warmup(Hub(), Catalog([ov_int8.entry]), files=None)
+    before = dict(ov_int8.stats)
+    warmup.on_processed(Record(), video, ov_int8.settings)  # returns at once; work runs in the background
+    assert ov_int8.background.wait_idle(180)
+    assert ov_int8.stats["vision_calls"] - before["vision_calls"] == 6  # one call per frame
+    mid = dict(ov_int8.stats)
+    turns = [RequestTurn("user", [MediaPart(video, "video/mp4", "files/vid"), TextPart("What moves?")])]
+    prompt = assemble(turns, None, capabilities=ov_int8.capabilities, token_budget=4096,
+                      count_tokens=ov_int8.count_tokens)
+    run(ov_int8, prompt, max_output_tokens=3, temperature=0.0)
+    assert ov_int8.stats["vision_calls"] == mid["vision_calls"]
+    assert ov_int8.stats["prefill_tokens"] - mid["prefill_tokens"] < 20
+
+
+# ---------------------------------------------------------------------------------- residency, fallback
+
+def test_info_reports_memory_and_unload_reloads(tiny_smolvlm, ov_settings, ov_int8, photos):
+    from pollux.engines.openvino import OpenVINOEngine
+
+    engine = OpenVINOEngine(_entry(tiny_smolvlm, "int8"), ov_settings)
+    assert engine.info() == {"loaded": False}
+    engine.load()
+    info = engine.info()
+    assert info["loaded"] and info["runtime"] == "openvino" and info["weights"] == "int8"
+    assert info["memory"]["weightsBytes"] > 0 and info["memory"]["processRssBytes"] > 0
+    json.dumps(info)  # shown as-is by models.get
+    engine.unload()
+    assert engine.info() == {"loaded": False}
+    assert run(engine, one_image(photos), max_output_tokens=2)[-1].finish_reason  # loads again
+    assert engine.info()["loaded"]
+
+
+def test_families_without_a_fast_path_use_transformers(tiny_qwen, ov_settings, photos):
+    from pollux.engines.openvino import OpenVINOEngine
+
+    engine = OpenVINOEngine(_entry(tiny_qwen, "int8", model_id="tiny-qwen-ov", family="qwen2_5_vl"), ov_settings)
+    engine.load()
+    assert not engine.fast and "qwen2_5_vl" in engine.fallback_reason
+    assert engine.info()["runtime"] == "transformers"
+    assert run(engine, one_image(photos), max_output_tokens=3)[-1].finish_reason
