@@ -73,6 +73,8 @@ def test_seed_reproduces_sampling_and_candidates(engine, photos):
     a, b = run(engine, one_image(photos), **params), run(engine, one_image(photos), **params)
     assert [text_of(a, i) for i in (0, 1)] == [text_of(b, i) for i in (0, 1)]
     assert [d.candidate for d in a if d.finish_reason] == [0, 1]
+    # Candidates share one prefill (a copied KV cache): the first equals a lone candidate with that seed.
+    assert text_of(a, 0) == text_of(run(engine, one_image(photos), **{**params, "candidate_count": 1}))
     others = {text_of(run(engine, one_image(photos), **{**params, "seed": s, "candidate_count": 1})) for s in range(4)}
     assert len(others) > 1  # different seeds, different samples
 

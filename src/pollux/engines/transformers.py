@@ -3,6 +3,9 @@
 Generation is a token loop in the calling thread (the same steps as `model.generate`: the model's
 own `prepare_inputs_for_generation`, a KV cache, transformers' logits processors), so each token
 leaves as a delta as soon as it is decoded, and a set `cancel` event stops it between two tokens.
+
+Catalog entry options: `dtype` (float32), `grounding` (grounding model id or folder, default
+owlv2-base), `image_longest_edge` (SmolVLM2 tiling), `max_pixels` / `frame_max_pixels` (Qwen2.5-VL).
 """
 
 from __future__ import annotations
@@ -57,8 +60,10 @@ class TransformersEngine(Engine):
             from transformers import AutoModelForImageTextToText, AutoProcessor
 
             options = self.entry.options
-            processor = AutoProcessor.from_pretrained(path, revision=None)
+            processor = AutoProcessor.from_pretrained(path)
             processor.tokenizer.model_input_names = ["input_ids", "attention_mask"]
+            if "image_longest_edge" in options:  # fewer tiles per image: SmolVLM2 upsizes to 2048 px by default
+                processor.image_processor.size = {"longest_edge": int(options["image_longest_edge"])}
             dtype = getattr(torch, str(options.get("dtype", "float32")))
             model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype).eval()
             model.to(self.settings.device)
@@ -107,43 +112,60 @@ class TransformersEngine(Engine):
                 return
             with self._tokenizer_lock:
                 encoded = self.format.encode(prompt)  # type: ignore[union-attr]
-            for index in range(max(1, params.candidate_count)):
-                yield from self._candidate(encoded, params, index, cancel)
+            count = max(1, params.candidate_count)
+            shared = self._prefill(encoded) if count > 1 else None  # the prompt is read once for all candidates
+            for index in range(count):
+                yield from self._candidate(encoded, params, index, cancel, shared)
         finally:
             self._run_lock.release()
 
-    def _candidate(self, encoded: chat.Encoded, params: GenerationParams, index: int,
-                   cancel: threading.Event) -> Iterator[Delta]:
+    def _prefill(self, encoded: chat.Encoded) -> "Step":
+        """Run the model over the prompt (vision encoder included): the KV cache and the first logits."""
         import torch
         from transformers import DynamicCache
-
-        tokenizer = self.format.tokenizer  # type: ignore[union-attr]
-        max_new = min(params.max_output_tokens or self.entry.output_token_limit, self.entry.output_token_limit)
-        prompt_len = encoded.length
-        processors, sample = self._decoding(params, index, prompt_len)
-        stream = TextStream(lambda ids: self._decode(ids), params.stop_sequences)
-        stop_when = _stopping(cancel)
 
         input_ids = encoded.inputs["input_ids"].to(self.model.device)
         kwargs = {k: (v.to(self.model.device) if hasattr(v, "to") else v)
                   for k, v in encoded.inputs.items() if k != "input_ids"}
-        kwargs.update(past_key_values=DynamicCache(), use_cache=True, cache_position=torch.arange(prompt_len))
+        kwargs.update(past_key_values=DynamicCache(), use_cache=True, cache_position=torch.arange(encoded.length))
         if self._logits_to_keep:
             kwargs["logits_to_keep"] = 1
+        step = Step(input_ids, kwargs)
+        with torch.inference_mode():
+            self._forward(step)
+        for name in ("pixel_values", "pixel_attention_mask", "pixel_values_videos"):  # only the prefill reads them
+            kwargs.pop(name, None)
+        return step
+
+    def _forward(self, step: "Step") -> None:
+        """One model call with the model's own input preparation, as `generate` does it."""
+        import torch
+
+        inputs = self.model.prepare_inputs_for_generation(step.input_ids, **step.kwargs)
+        out = self.model(**inputs, return_dict=True)
+        kwargs = step.kwargs
+        kwargs["past_key_values"] = out.past_key_values
+        kwargs["attention_mask"] = torch.cat([kwargs["attention_mask"], kwargs["attention_mask"].new_ones((1, 1))],
+                                             dim=-1)
+        kwargs["cache_position"] = kwargs["cache_position"][-1:] + 1
+        step.logits = out.logits[:, -1, :].float()
+
+    def _candidate(self, encoded: chat.Encoded, params: GenerationParams, index: int, cancel: threading.Event,
+                   shared: "Step | None" = None) -> Iterator[Delta]:
+        import torch
+
+        max_new = min(params.max_output_tokens or self.entry.output_token_limit, self.entry.output_token_limit)
+        processors, sample = self._decoding(params, index, encoded.length)
+        stream = TextStream(lambda ids: self._decode(ids), params.stop_sequences)
+        stop_when = _stopping(cancel)
+        if stop_when(encoded.inputs["input_ids"], None).any():
+            raise Cancelled("Generation was cancelled: the client went away.")
+        step = shared.copy() if shared is not None else self._prefill(encoded)
         generated, finish = 0, "MAX_TOKENS"
         with torch.inference_mode():
-            while generated < max_new:
-                if stop_when(input_ids, None).any():
-                    raise Cancelled("Generation was cancelled: the client went away.")
-                step = self.model.prepare_inputs_for_generation(input_ids, **kwargs)
-                out = self.model(**step, return_dict=True)
-                kwargs["past_key_values"] = out.past_key_values
-                kwargs["attention_mask"] = torch.cat(
-                    [kwargs["attention_mask"], kwargs["attention_mask"].new_ones((1, 1))], dim=-1)
-                kwargs["cache_position"] = kwargs["cache_position"][-1:] + 1
-                scores = processors(input_ids, out.logits[:, -1, :].float())
-                token = sample(scores)
-                input_ids = torch.cat([input_ids, token.view(1, 1)], dim=-1)
+            while True:
+                token = sample(processors(step.input_ids, step.logits))
+                step.input_ids = torch.cat([step.input_ids, token.view(1, 1)], dim=-1)
                 generated += 1
                 if int(token) in self.eos_ids:
                     finish = "STOP"
@@ -154,6 +176,11 @@ class TransformersEngine(Engine):
                 if stopped:
                     finish = "STOP"
                     break
+                if generated >= max_new:
+                    break
+                if stop_when(step.input_ids, step.logits).any():
+                    raise Cancelled("Generation was cancelled: the client went away.")
+                self._forward(step)
         yield Delta(stream.finish(), candidate=index, finish_reason=finish, output_tokens=generated)
 
     def _decode(self, ids: list[int]) -> str:
@@ -246,6 +273,18 @@ class TransformersEngine(Engine):
 
 
 # ---------------------------------------------------------------------------------- helpers
+
+class Step:
+    """The decoding state: ids so far, the model kwargs (KV cache, mask, cache position), next-token logits."""
+
+    def __init__(self, input_ids: Any, kwargs: dict[str, Any], logits: Any = None):
+        self.input_ids, self.kwargs, self.logits = input_ids, kwargs, logits
+
+    def copy(self) -> "Step":
+        import copy
+
+        return Step(self.input_ids.clone(), copy.deepcopy(self.kwargs), self.logits.clone())
+
 
 def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
     ids = model.generation_config.eos_token_id

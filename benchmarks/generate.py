@@ -1,0 +1,154 @@
+"""Generation benchmark: Pollux's transformers engine against plain `model.generate`, same model, same run.
+
+Builds (in a temp dir, random weights) a model with SmolVLM2-256M's real architecture and sizes:
+SigLIP-base 512/16 vision encoder, 30-layer 576-wide Llama text model, 49,280-token vocabulary,
+and SmolVLM2's processor settings (tiles of 512, longest edge 2048). One real photo
+(scikit-image's astronaut, prepared as Pollux prepares uploads: scaled up to 768x768) and a short
+question. For each path: time to first token (image preprocessing + vision encoder + prefill +
+one decode step) and decode tokens/s after the first token, greedy, fp32, CPU.
+
+  baseline  processor(...) then model.generate(max_new_tokens=N) with a streamer timing each token
+  pollux    TransformersEngine.generate(prompt) (its token loop, streamed deltas)
+
+Usage: python benchmarks/generate.py [--tokens 32] [--runs 2] [--model DIR] [--keep DIR]
+Numbers are printed, never asserted; goal: the engine within ~10% of model.generate on both figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # tests.fixtures builds the model; src is installed (pip install -e .)
+
+
+def build(folder: Path) -> Path:
+    from tests.fixtures.tiny_models import build_smolvlm
+
+    t = time.perf_counter()
+    build_smolvlm(folder, tiny=False)
+    print(f"built a SmolVLM2-256M-shaped model in {time.perf_counter() - t:.1f} s -> {folder}")
+    return folder
+
+
+def photo():
+    import skimage.data
+    from PIL import Image
+
+    return Image.fromarray(skimage.data.astronaut()).resize((768, 768), Image.Resampling.BICUBIC)
+
+
+QUESTION = "Describe this image."
+
+
+class Clock:
+    """A transformers streamer that timestamps every token `generate` produces after the prompt."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self.prompt_seen = False
+
+    def put(self, value) -> None:
+        if not self.prompt_seen:  # generate() first hands over the prompt ids
+            self.prompt_seen = True
+            return
+        self.times.append(time.perf_counter())
+
+    def end(self) -> None:
+        pass
+
+
+def baseline_run(model, processor, image, tokens: int) -> tuple[float, float, int]:
+    import torch
+
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": QUESTION}]}]
+    clock = Clock()
+    start = time.perf_counter()
+    text = processor.apply_chat_template(messages, add_generation_prompt=True)
+    inputs = processor(text=text, images=[image], return_tensors="pt")
+    with torch.inference_mode():
+        model.generate(**inputs, max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False, streamer=clock)
+    ttft = clock.times[0] - start
+    rate = (len(clock.times) - 1) / (clock.times[-1] - clock.times[0])
+    return ttft, rate, int(inputs["input_ids"].shape[1])
+
+
+def engine_run(engine, image, tokens: int) -> tuple[float, float, int]:
+    from pollux.engines.base import GenerationParams
+    from pollux.prompt_types import Image, Prompt, Text, Turn
+
+    prompt = Prompt([Turn("user", [Image(image, (512, 512)), Text(QUESTION)])])
+    params = GenerationParams(max_output_tokens=tokens, temperature=0.0)
+    start = time.perf_counter()
+    first = last = None
+    first_count = last_count = 0
+    for delta in engine.generate(prompt, params, threading.Event()):
+        now = time.perf_counter()
+        if first is None and delta.output_tokens:
+            first, first_count = now, delta.output_tokens
+        last, last_count = now, delta.output_tokens or last_count
+    rate = (last_count - first_count) / (last - first)
+    return first - start, rate, engine.count_tokens(prompt)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tokens", type=int, default=32, help="new tokens per run")
+    parser.add_argument("--runs", type=int, default=2, help="measured runs per path (after one warm-up each)")
+    parser.add_argument("--model", type=Path, help="reuse a folder built earlier (--keep)")
+    parser.add_argument("--keep", type=Path, help="build the model into this folder and keep it")
+    args = parser.parse_args()
+
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from pollux.catalog import ModelEntry
+    from pollux.engines.transformers import TransformersEngine
+    from pollux.settings import Settings
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = args.model or build(args.keep or Path(tmp) / "smolvlm2-256m-random")
+        image = photo()
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, fp32, greedy, {args.tokens} new tokens")
+
+        processor = AutoProcessor.from_pretrained(folder)
+        processor.tokenizer.model_input_names = ["input_ids", "attention_mask"]
+        model = AutoModelForImageTextToText.from_pretrained(folder, dtype=torch.float32).eval()
+        params = sum(p.numel() for p in model.parameters()) / 1e6
+        print(f"model: {type(model).__name__}, {params:.0f}M parameters")
+        entry = ModelEntry(id="smolvlm2-256m-random", display_name="bench", description="", engine="transformers",
+                           source=str(folder), family="smolvlm", output_token_limit=args.tokens)
+        engine = TransformersEngine(entry, Settings(data_dir=Path(tmp) / "data"))
+        engine.load()
+
+        results: dict[str, list[tuple[float, float, int]]] = {"baseline": [], "pollux": []}
+        for i in range(args.runs + 1):  # run 0 warms up both paths
+            for name, run in (("baseline", lambda: baseline_run(model, processor, image, args.tokens)),
+                              ("pollux", lambda: engine_run(engine, image, args.tokens))):
+                ttft, rate, prompt_tokens = run()
+                tag = "warm-up" if i == 0 else f"run {i}"
+                print(f"  {name:8s} {tag:7s}: first token {ttft:6.2f} s, decode {rate:5.1f} tok/s "
+                      f"({prompt_tokens} prompt tokens)")
+                if i:
+                    results[name].append((ttft, rate, prompt_tokens))
+
+        base_ttft = statistics.median(r[0] for r in results["baseline"])
+        base_rate = statistics.median(r[1] for r in results["baseline"])
+        ours_ttft = statistics.median(r[0] for r in results["pollux"])
+        ours_rate = statistics.median(r[1] for r in results["pollux"])
+        print()
+        print(f"{'':10s}{'first token (s)':>18s}{'decode (tok/s)':>18s}")
+        print(f"{'generate':10s}{base_ttft:18.2f}{base_rate:18.1f}")
+        print(f"{'pollux':10s}{ours_ttft:18.2f}{ours_rate:18.1f}")
+        print(f"{'ratio':10s}{ours_ttft / base_ttft:17.2f}x{ours_rate / base_rate:17.2f}x"
+              "   (first token: lower is better; decode: higher is better)")
+
+
+if __name__ == "__main__":
+    main()
