@@ -38,7 +38,7 @@ TRANSCRIPT_FILE = "transcript.json"
 PAUSE_SECONDS = 1.0  # a silence this long between words starts a new segment
 
 _model_lock = threading.Lock()
-_transcribe_lock = threading.Lock()  # one transcription at a time: it uses every core
+_transcribe_lock = threading.RLock()  # one transcription at a time: it uses every core
 _models: dict[str, "WhisperModel"] = {}
 
 
@@ -166,7 +166,16 @@ def transcribe_cached(audio: "PreparedAudio", settings: "Settings") -> list[dict
     cached = _read_cache(cache, name)
     if cached is not None:
         return cached
-    segments = transcribe(audio, settings)
+    with _transcribe_lock:  # a processing hook and a prompt may ask for the same file at once
+        cached = _read_cache(cache, name)
+        if cached is not None:
+            return cached
+        segments = transcribe(audio, settings)
+        _write_cache(cache, name, segments)
+    return segments
+
+
+def _write_cache(cache: Path, name: str, segments: list[dict[str, Any]]) -> None:
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".transcript-", dir=cache.parent)
@@ -175,7 +184,6 @@ def transcribe_cached(audio: "PreparedAudio", settings: "Settings") -> list[dict
         os.replace(tmp, cache)
     except OSError as e:  # a read-only artifact still gets its transcript, just not cached
         log.warning("could not cache transcript in %s: %s", cache.parent, e)
-    return segments
 
 
 def _read_cache(cache: Path, name: str) -> list[dict[str, Any]] | None:
