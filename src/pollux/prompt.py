@@ -110,7 +110,7 @@ def _check_image_count(turns: list[RequestTurn], caps: Capabilities) -> None:
 
 def _prepare_video(part: MediaPart, transcribe: Transcribe | None) -> _Video:
     video: PreparedVideo = part.prepared  # type: ignore[assignment]
-    frames = _frames_for(video, part)
+    frames = list(video.frames_for(part.video))  # clip + fps, decoding only frames the artifact lacks
     transcript: list[dict] = []
     if video.audio is not None and transcribe is not None:
         opts = part.video
@@ -118,16 +118,6 @@ def _prepare_video(part: MediaPart, transcribe: Transcribe | None) -> _Video:
         end = (opts.end if opts and opts.end is not None else video.duration)
         transcript = [s for s in transcribe(video.audio) if s["end"] > start and s["start"] < end]
     return _Video(part, frames, transcript)
-
-
-def _frames_for(video: PreparedVideo, part: MediaPart) -> list[Frame]:
-    try:
-        return list(video.frames_for(part.video))
-    except ImportError:  # pollux.media.video not installed: honour the clip on the frames we have
-        opts = part.video
-        start = opts.start if opts and opts.start is not None else 0.0
-        end = opts.end if opts and opts.end is not None else float("inf")
-        return [f for f in video.frames if start <= f.timestamp < end] or video.frames[:1]
 
 
 def _frames_at(frames: Sequence[Frame], seconds: list[float]) -> set[int]:
