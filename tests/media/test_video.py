@@ -361,3 +361,13 @@ def test_keyframes_only_steps_down_when_the_index_misleads(tmp_path: Path, setti
     assert [round(f.timestamp) for f in video.frames] == [0, 1, 2, 3, 4]
     for frame in video.frames:
         _assert_frame_shows(frame, 5.0, 10)
+
+
+def test_keyframes_only_with_a_longer_soundtrack_shows_the_true_last_frame(tmp_path: Path, settings: Settings):
+    blob = write_video(
+        tmp_path / "in.mp4", "mp4", seconds=5.0, options={"g": "10", "keyint_min": "10"}, audio=True, audio_seconds=5.5
+    )
+    video = prepare_video(blob, tmp_path / "art", settings, never)
+    assert json.loads((tmp_path / "art" / "manifest.json").read_text())["skip_frame"] == "NONKEY"
+    assert [f.timestamp for f in video.frames] == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+    assert abs(_grey(video.frames[5].path) - level_at(4.9, 5.0)) < 6  # the last picture, not the 4 s keyframe

@@ -175,14 +175,21 @@ def _keyframes_cover(stream: av.video.stream.VideoStream, targets: list[float], 
     """
     try:
         entries = stream.index_entries
-        keyframes = [e.timestamp for e in entries if e.is_keyframe] if len(entries) > 1 else []
-        first = entries[0].timestamp if keyframes else 0
+        stamps = [(e.timestamp, e.is_keyframe) for e in entries] if len(entries) > 1 else []
     except Exception:
         return False
-    if len(targets) < 2 or len(keyframes) < len(targets):
+    if not stamps:
         return False
-    shift = (stream.start_time - first) if stream.start_time is not None else 0  # index times are dts
-    times = sorted(float((ts + shift) * stream.time_base) - origin for ts in keyframes)
+    shift = (stream.start_time - stamps[0][0]) if stream.start_time is not None else 0  # index times are dts
+
+    def seconds(ts: int) -> float:
+        return float((ts + shift) * stream.time_base) - origin
+
+    times = sorted(seconds(ts) for ts, key in stamps if key)
+    last = seconds(max(ts for ts, _ in stamps))
+    targets = [t for t in targets if t <= last]  # a longer soundtrack has no pictures to sample
+    if len(targets) < 2 or len(times) < len(targets):
+        return False
     for target in targets:
         i = bisect.bisect_left(times, target - lead)
         if i == len(times) or times[i] > target + KEYFRAME_SLACK:
@@ -243,7 +250,12 @@ def _prepare(
                 audio_seconds = audio.close() if audio is not None else 0.0
             if last_t is None or not frames.entries:
                 raise InvalidArgument("The video could not be decoded: no frames were found.")
-            video_end = last_t + 1 / rate
+            last_packet = max(frames.packet_times, default=last_t)
+            if skip != "DEFAULT" and last_packet > last_t + KEYFRAME_SLACK:
+                # Frames after the last decoded one were skipped (keyframes only): the true last
+                # picture is the one on screen for the remaining targets, so decode that tail.
+                last_t = max(last_t, _decode_tail(container, vstream, sampler, frames, origin, rate, last_t))
+            video_end = max(last_t, last_packet) + 1 / rate
             duration = declared if declared is not None else max(video_end, audio_seconds)
             if duration > limit:
                 raise too_long("video", duration, limit)
@@ -272,6 +284,22 @@ def _prepare(
             }
             artifact.write_manifest(staging, manifest)
     return load_video(blob, artifact_dir)
+
+
+def _decode_tail(
+    container, stream, sampler: _Sampler, frames: _FrameWriter, origin: float, rate: float, after: float
+) -> float:
+    """Decode everything after `after` (seconds) without skipping; returns the last frame time."""
+    stream.codec_context.skip_frame = "DEFAULT"
+    container.seek(int((after + origin) / stream.time_base), stream=stream, backward=True)
+    last_t = after
+    for packet in demux(container, [stream]):
+        for frame in decode_packet(packet):
+            t = _frame_time(frame, origin, last_t + 1 / rate)
+            if t > after:
+                frames.emit(sampler.feed(frame, t))
+                last_t = max(last_t, t)
+    return last_t
 
 
 class _FrameWriter:
