@@ -124,12 +124,21 @@ class GenerationService:
                 if not engine.capabilities.accepts(media.mime_type):
                     raise UnsupportedMedia(f"{media.mime_type} input is not supported by this model.")
                 images += isinstance(media.prepared, PreparedImage)
+                if isinstance(media.prepared, PreparedVideo):
+                    images += self._frames_requested(media)
                 turn.parts.append(media)
             turns.append(turn)
         if images > self.settings.max_images_per_request:
-            raise InvalidArgument(f"Too many images in the request: {images}; at most "
-                                  f"{self.settings.max_images_per_request} are allowed.")
+            raise InvalidArgument(f"Too many images and video frames in the request: {images}; at most "
+                                  f"{self.settings.max_images_per_request} are allowed (lower videoMetadata.fps "
+                                  "or clip the video with startOffset/endOffset).")
         return turns
+
+    @staticmethod
+    def _frames_requested(media: MediaPart) -> int:
+        """Frames the sampler would take, known before any decoding (checked before `frames_for` runs)."""
+        v = media.video or VideoOptions()
+        return tokens.count_video_frames(media.prepared.duration, v.fps, v.start, v.end)
 
     def _media(self, project: str, part: FileRef | InlineRef, scratch: Path, position: int) -> MediaPart:
         if isinstance(part, FileRef):

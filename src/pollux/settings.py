@@ -37,6 +37,7 @@ class Settings(BaseModel):
     # Media preparation.
     processing_workers: int = 2
     max_video_seconds: float = 3600.0
+    max_audio_seconds: float = 9.5 * 3600  # Gemini takes up to 9.5 hours of audio in one prompt
     max_image_pixels: int = 178_956_970  # Pillow's own bomb threshold
     max_images_per_request: int = 3600
     transcribe: bool = Field(True, description="speech-to-text for video audio tracks and audio files")

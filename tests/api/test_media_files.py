@@ -129,3 +129,14 @@ def test_processing_resumes_after_a_crash(make_client, settings, video):
     assert client.get  # the old client is closed; the new app recovers the job on start-up
     f2 = _wait(again, f["name"])
     assert f2["state"] == "ACTIVE" and "videoMetadata" in f2
+
+
+def test_frame_count_is_capped_before_decoding(make_client, video):
+    client = make_client(max_images_per_request=10)
+    f = _wait(client, upload(client, video, mime="video/mp4")["name"])
+    part = {"fileData": {"fileUri": f["uri"]}, "videoMetadata": {"fps": 24}}  # 4 s x 24 = 96 frames
+    err = assert_error(client.post(f"{URL}:generateContent", headers=H, json={"contents": [{"parts": [part]}]}),
+                       400, "INVALID_ARGUMENT", "96")
+    assert "fps" in err["message"]
+    art = ctx_of(client).files.blobs.artifact_dir(f["name"][6:])
+    assert not any(p.name.startswith("frames_fps") for p in art.iterdir())

@@ -61,7 +61,7 @@ def test_errors(tmp_path: Path, settings: Settings):
 def test_too_long(tmp_path: Path):
     blob = write_audio(tmp_path / "in.flac", "flac", seconds=3.0)
     with pytest.raises(InvalidArgument, match="too long"):
-        prepare_audio(blob, tmp_path / "art", Settings(max_video_seconds=2.0), never)
+        prepare_audio(blob, tmp_path / "art", Settings(max_audio_seconds=2.0), never)
     assert not (tmp_path / "art").exists()
 
 

@@ -66,7 +66,7 @@ class LocalBlobStore:
 
     def remove(self, file_id: str) -> None:
         self.blob_path(file_id).unlink(missing_ok=True)
-        for d in self.artifacts.glob(f"{file_id}*"):  # the artifact and any half-built sibling (.tmp)
+        for d in (self.artifacts / file_id, self.artifacts / f"{file_id}.tmp"):  # and a half-built one
             shutil.rmtree(d, ignore_errors=True) if d.is_dir() else d.unlink(missing_ok=True)
 
     def remove_orphans(self, file_ids: set[str], session_ids: set[str]) -> int:

@@ -117,7 +117,7 @@ def known_duration(container: av.container.InputContainer) -> float | None:
 
 def prepare_audio(blob: Path, artifact_dir: Path, settings: Settings, cancelled: Callable[[], bool]) -> PreparedAudio:
     """Decode an audio file into its artifact (audio.wav + manifest.json)."""
-    limit = settings.max_video_seconds
+    limit = settings.max_audio_seconds
     with artifact.open_media(blob) as container:
         stream = next(iter(container.streams.audio), None)
         if stream is None:
