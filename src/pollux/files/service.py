@@ -15,7 +15,7 @@ import re
 import secrets
 import string
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -71,6 +71,9 @@ class FileService:
         self.store = store or MetadataStore.open(settings)
         self.blobs = blobs or LocalBlobStore(settings.data_dir, fsync=settings.fsync)
         self.processor = Processor(self)
+        # Run when an upload commits straight to ACTIVE (images), given the record; they must return at
+        # once (e.g. queue vision features in the background). Registered by the app wiring.
+        self.upload_hooks: list[Callable[[FileRecord], None]] = []
         self._hashers: dict[str, tuple[object, int]] = {}  # session id → (sha256, bytes hashed)
         self._hash_lock = threading.Lock()
 
@@ -312,6 +315,12 @@ class FileService:
         self._forget_hasher(s.id)
         if processing:
             self.processor.submit(rec.id)
+        else:
+            for hook in self.upload_hooks:
+                try:
+                    hook(rec)
+                except Exception:  # a warm-up must never fail an upload
+                    log.exception("upload hook failed for %s", rec.id)
         return rec
 
 
