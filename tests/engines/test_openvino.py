@@ -1,11 +1,13 @@
 """The OpenVINO engine on the tiny random-weight SmolVLM2 checkpoint, converted offline for real.
 
 fp32 must give the transformers engine's tokens exactly; int8 must stream valid output; vision
-features and prompt prefixes must be computed once (counted through the engine's stats).
+features and prompt prefixes must be computed once (counted through the engine's stats), also when
+an image is uploaded through the API and asked about right after.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import threading
@@ -353,6 +355,44 @@ def test_video_frames_precomputed_after_processing(ov_int8, tmp_path):
     run(ov_int8, prompt, max_output_tokens=3, temperature=0.0)
     assert ov_int8.stats["vision_calls"] == mid["vision_calls"]
     assert ov_int8.stats["prefill_tokens"] - mid["prefill_tokens"] < 20
+
+
+# ---------------------------------------------------------------------------------- through the API
+
+def test_uploaded_image_is_warmed_and_the_question_skips_the_encoder(make_client, tmp_path, tiny_smolvlm,
+                                                                     ov_settings, ov_int8, photos):
+    from pollux.engines import features
+    from tests.api.helpers import upload
+    from tests.conftest import H, ctx_of
+
+    entry = ov_int8.entry  # same id and options: the conversion cached by the engine fixtures is reused
+    catalog = tmp_path / "catalog.toml"
+    catalog.write_text(f'[[models]]\nid = "{entry.id}"\ndisplay_name = "tiny"\ndescription = "tiny"\n'
+                       f'engine = "openvino"\nsource = "{tiny_smolvlm}"\nfamily = "smolvlm"\n'
+                       f'output_token_limit = 64\noptions = {{ weights = "int8" }}\n')
+    client = make_client(emulator=False, catalog_file=catalog, models_dir=ov_settings.resolved_models_dir,
+                         default_model=entry.id)
+    ctx = ctx_of(client)
+    features.install(ctx.files, ctx.engines, ctx.catalog)  # what the app wiring does
+
+    buf = io.BytesIO()
+    photos["chelsea"].save(buf, format="PNG")
+    record = upload(client, buf.getvalue())
+    assert record["state"] == "ACTIVE"  # never delayed by the warm-up
+    engine = ctx.engines.get(ctx.catalog.entries[entry.id])
+    assert engine.background.wait_idle(180)
+    assert engine.features.info()["computed"] >= 1
+    before = dict(engine.stats)
+    body = {"contents": [{"role": "user", "parts": [{"fileData": {"mimeType": "image/png", "fileUri": record["uri"]}},
+                                                    {"text": "What animal is this?"}]}],
+            "generationConfig": {"maxOutputTokens": 4, "temperature": 0}}
+    r = client.post(f"/v1beta/models/{entry.id}:generateContent", headers=H, json=body)
+    assert r.status_code == 200, r.text
+    assert r.json()["candidates"][0]["finishReason"] in ("STOP", "MAX_TOKENS")
+    assert engine.stats["vision_calls"] == before["vision_calls"]
+    assert engine.stats["prefill_tokens"] - before["prefill_tokens"] < 20  # the image's prefix was warm too
+    info = client.get(f"/v1beta/models/{entry.id}", headers=H).json()["polluxRuntime"]
+    assert info["runtime"] == "openvino" and info["memory"]["weightsBytes"] > 0
 
 
 # ---------------------------------------------------------------------------------- residency, fallback

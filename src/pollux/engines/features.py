@@ -282,3 +282,15 @@ def _transcriber(settings: Any) -> Callable[[Any], list[dict]] | None:
     except ImportError:
         return None
     return lambda audio: whisper.transcribe_cached(audio, settings)
+
+
+def install(files: "FileService", hub: "EngineHub", catalog: "Catalog") -> Warmup:
+    """Register the warm-up hooks on the Files API: images on upload, videos once prepared.
+
+    Call it after the speech-recognition hook is registered, so a video's transcript is on disk
+    before its warm-up prompt is assembled.
+    """
+    warmup = Warmup(hub, catalog, files)
+    files.upload_hooks.append(warmup.on_upload)
+    files.processor.hooks.append(warmup.on_processed)
+    return warmup

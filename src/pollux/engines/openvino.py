@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +49,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pollux.engines.openvino")
 
-FAST_FAMILIES = {"smolvlm"}  # families whose prompt encoding the fast path implements
 PREFILL_CHUNK = 2048  # tokens per prefill step: bounds activation memory, lets cancel act mid-prompt
 WARM_CHUNK = 256  # background prefill steps: a request that arrives waits at most one of these
 VISION_CHUNK = 2  # tiles per encoder call: a request waits at most this long behind background work
@@ -82,7 +82,8 @@ class OpenVINOEngine(TransformersEngine):
         self.features = FeatureStore(mb * 1024 * 1024)
         self.background = Background(f"features-{entry.id}")
         self.prefix = PrefixCache(int(entry.options.get("kv_snapshot_mb", DEFAULT_KV_SNAPSHOT_MB)) * 1024 * 1024)
-        self.stats = {"vision_calls": 0, "vision_tiles": 0, "prefill_tokens": 0, "reused_tokens": 0}
+        self.stats = {"vision_calls": 0, "vision_tiles": 0, "vision_seconds": 0.0, "prefill_tokens": 0,
+                      "reused_tokens": 0}
         self._vision_lock = threading.Lock()  # one encoder inference at a time (background or request)
         self._waiting = 0  # requests waiting for the model: background prefill gives way to them
         self._feature_prefix = ""
@@ -110,7 +111,7 @@ class OpenVINOEngine(TransformersEngine):
             super().load()
 
     def _no_fast_path(self) -> str | None:
-        if self.entry.family not in FAST_FAMILIES:
+        if self.entry.family not in ov_convert.SUPPORTED_FAMILIES:
             return f"no OpenVINO path for model family {self.entry.family!r}"
         if str(self.settings.device).lower() not in ("cpu", "auto"):
             return f"device {self.settings.device!r} runs the transformers engine"
@@ -261,14 +262,15 @@ class OpenVINOEngine(TransformersEngine):
     # ------------------------------------------------------------------------------ language model
 
     def _ov_prefill(self, fast: FastPrompt, stop: Callable[[], bool] | None = None,
-                 chunk: int = PREFILL_CHUNK) -> "np.ndarray | None":
+                    chunk: int = PREFILL_CHUNK, whole: bool = False) -> "np.ndarray | None":
         """Run the prompt through the language model after the longest prefix already in the KV state.
         Returns the last position's logits, or None when `stop` ended it early (the state then holds
-        a consistent, shorter prefix)."""
+        a consistent, shorter prefix). `whole`: a prefix to keep, nothing to generate from (its last
+        position need not run again when it is already in the state)."""
         import numpy as np
 
         request = self.model.language_model.request
-        keep = self.prefix.prepare(request, fast.keys)
+        keep = self.prefix.prepare(request, fast.keys + ([None] if whole else []))
         logits = None
         try:
             for start in range(keep, fast.length, chunk):
@@ -282,7 +284,7 @@ class OpenVINOEngine(TransformersEngine):
             self.prefix.invalidate(request)
             raise
         self.stats["reused_tokens"] += keep
-        return np.asarray(logits)
+        return np.asarray(logits) if logits is not None else np.empty(0, dtype=np.float32)
 
     def _ov_step(self, token: int) -> "np.ndarray":
         import numpy as np
@@ -333,9 +335,11 @@ class OpenVINOEngine(TransformersEngine):
             with self._vision_lock:
                 if self.model is None:
                     raise Cancelled("The model was unloaded.")
+                began = time.perf_counter()
                 part = self.model.get_vision_embeddings(pixels[:, start:start + VISION_CHUNK], input_ids=None,
                                                         pixel_attention_mask=masks[:, start:start + VISION_CHUNK])
                 parts.append(np.array(part, dtype=np.float32, copy=True))
+                self.stats["vision_seconds"] += time.perf_counter() - began
             self.stats["vision_calls"] += 1
             self.stats["vision_tiles"] += int(parts[-1].shape[0])
         return Features(np.concatenate(parts), int(out["rows"][0][0]), int(out["cols"][0][0]))
@@ -366,14 +370,18 @@ class OpenVINOEngine(TransformersEngine):
         self.background.submit(f"plan:{id(load_prompt)}", plan, first=True)
 
     def _ov_warm(self, prompt: Prompt) -> None:
-        """Prefill `prompt` into the KV state (and keep a snapshot of it); gives way to requests."""
+        """Prefill `prompt` up to the end of its last image block into the KV state (and keep a snapshot),
+        so the question that follows prefills only its own words; gives way to requests."""
         if not self.fast or self._waiting:
             return
         if not self._run_lock.acquire(blocking=False):
             return  # a request is running: it decides what the state holds
         try:
             fast = self.prepare_prompt(prompt)
-            if self._ov_prefill(fast, stop=lambda: self._waiting > 0, chunk=WARM_CHUNK) is not None:
+            slots = [i for i, key in enumerate(fast.keys) if isinstance(key, tuple)]
+            end = min(fast.length, slots[-1] + 2) if slots else fast.length  # + the block's closing token
+            head = FastPrompt(fast.ids[:, :end], fast.embeds[:, :end], fast.keys[:end])
+            if self._ov_prefill(head, stop=lambda: self._waiting > 0, chunk=WARM_CHUNK, whole=True) is not None:
                 self.prefix.save(self.model.language_model.request)
         finally:
             self._run_lock.release()

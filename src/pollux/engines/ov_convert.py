@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pollux.engines.ov_convert")
 
+SUPPORTED_FAMILIES = {"smolvlm"}  # families the OpenVINO engine converts and runs (others: transformers)
 WEIGHT_MODES = ("int8", "int4", "fp16", "fp32")
 DEFAULT_WEIGHTS = "int8"
 DEFAULT_INT4_GROUP = 64  # 128 (nncf's default) does not divide SmolLM2-135M's 576-wide layers
@@ -114,7 +115,7 @@ def ensure_converted(entry: "ModelEntry", settings: "Settings", source: Path, mo
         started = time.monotonic()
         try:
             tmp.mkdir()
-            base = _complete_fp32(entry, settings, source) if mode not in ("fp32", "fp16") else None
+            base = _complete_fp32(entry, settings, source) if mode != "fp32" else None
             convert(source, tmp, mode, quantization_settings(entry, mode), say, base=base)
             (tmp / MARKER).write_text(json.dumps({"model": entry.id, "source": entry.source, "mode": mode,
                                                    "revision": entry.revision, "seconds": time.monotonic() - started}))
@@ -125,6 +126,23 @@ def ensure_converted(entry: "ModelEntry", settings: "Settings", source: Path, mo
     say(f"{entry.id}: OpenVINO {mode} conversion ready in {final} ({time.monotonic() - started:.0f} s)")
     _prune(final)
     return final
+
+
+def pull(entry: "ModelEntry", settings: "Settings", progress: bool = True) -> Path:
+    """`pollux pull` for any model: download the weights, then, for the OpenVINO engine, convert them
+    (cached) so the first request does not. Returns the folder the model will be loaded from."""
+    from pollux.engines import weights
+
+    folder = weights.pull(entry, settings, progress=progress)
+    if entry.engine != "openvino" or entry.family not in SUPPORTED_FAMILIES:
+        return folder
+    say = print if progress else (lambda message: log.info("%s", message))
+    try:
+        import optimum.intel  # noqa: F401
+    except ImportError:
+        say(f"{entry.id}: optimum-intel is not installed; it will run with the transformers engine")
+        return folder
+    return ensure_converted(entry, settings, folder, progress=say)
 
 
 def _complete_fp32(entry: "ModelEntry", settings: "Settings", source: Path) -> Path | None:
@@ -158,25 +176,49 @@ def _locked(path: Path) -> Iterator[None]:
 
 def convert(source: Path, out: Path, mode: str, quantization: dict, progress: Progress,
             base: Path | None = None) -> None:
-    """Export `source` with optimum-intel into `out` (fp32/fp16 IR), then compress weights for int8/int4."""
+    """Export `source` with optimum-intel into `out`, then compress its weights (fp16, int8, int4).
+
+    With `base` (a finished fp32 conversion of the same source) the export is skipped.
+    """
     from optimum.exporters.openvino import main_export
     from optimum.intel.openvino.configuration import OVConfig
 
     out.mkdir(parents=True, exist_ok=True)
-    steps = 1 if mode in ("fp32", "fp16") or base is not None else 2
-    if mode in ("fp32", "fp16"):
-        progress(f"converting {source.name} to OpenVINO IR ({mode}) [1/1]")
-        main_export(str(source), out, task=TASK, ov_config=OVConfig(dtype=mode), local_files_only=True)
+    if mode == "fp32":
+        progress(f"converting {source.name} to OpenVINO IR (fp32) [1/1]")
+        main_export(str(source), out, task=TASK, ov_config=OVConfig(dtype="fp32"), local_files_only=True)
         return
+    steps = 1 if base is not None else 2
     export_dir = base
     if export_dir is None:
         export_dir = out / "_fp32"
         progress(f"converting {source.name} to OpenVINO IR (fp32) [1/{steps}]")
         main_export(str(source), export_dir, task=TASK, ov_config=OVConfig(dtype="fp32"), local_files_only=True)
-    progress(f"compressing weights to {mode} {quantization} [{steps}/{steps}]")
-    _compress(export_dir, out, quantization)
+    detail = f" {quantization}" if quantization else ""
+    progress(f"compressing weights to {mode}{detail} [{steps}/{steps}]")
+    if mode == "fp16":
+        _to_fp16(export_dir, out)
+    else:
+        _compress(export_dir, out, quantization)
+    _copy_side_files(export_dir, out)
     if export_dir != base:
         shutil.rmtree(export_dir, ignore_errors=True)
+
+
+def _to_fp16(ir_dir: Path, out: Path) -> None:
+    import openvino as ov
+
+    core = ov.Core()
+    for xml in ir_dir.glob("openvino_*.xml"):
+        ov.save_model(core.read_model(xml), out / xml.name, compress_to_fp16=True)
+
+
+def _copy_side_files(ir_dir: Path, out: Path) -> None:
+    """Config, processor, tokenizer and template files travel with the IR."""
+    for name in os.listdir(ir_dir):
+        src = ir_dir / name
+        if src.is_file() and not (out / name).exists() and not name.startswith("openvino_") and name != MARKER:
+            shutil.copy2(src, out / name)
 
 
 def _compress(ir_dir: Path, out: Path, quantization: dict) -> None:
@@ -187,7 +229,3 @@ def _compress(ir_dir: Path, out: Path, quantization: dict) -> None:
     model = OVModelForVisualCausalLM.from_pretrained(str(ir_dir), compile=False,
                                                      quantization_config=OVWeightQuantizationConfig(**quantization))
     model.save_pretrained(out)
-    for name in os.listdir(ir_dir):  # processor, tokenizer and template files travel with the IR
-        src = ir_dir / name
-        if src.is_file() and not (out / name).exists() and not name.startswith("openvino_") and name != MARKER:
-            shutil.copy2(src, out / name)
