@@ -10,7 +10,7 @@ one decode step) and decode tokens/s after the first token, greedy, fp32, CPU.
   baseline  processor(...) then model.generate(max_new_tokens=N) with a streamer timing each token
   pollux    TransformersEngine.generate(prompt) (its token loop, streamed deltas)
 
-Usage: python benchmarks/generate.py [--tokens 32] [--runs 2] [--model DIR] [--keep DIR]
+Usage: python benchmarks/generate.py [--tokens 32] [--runs 2] [--threads N] [--model DIR] [--keep DIR]
 Numbers are printed, never asserted; goal: the engine within ~10% of model.generate on both figures.
 """
 
@@ -103,9 +103,14 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=2, help="measured runs per path (after one warm-up each)")
     parser.add_argument("--model", type=Path, help="reuse a folder built earlier (--keep)")
     parser.add_argument("--keep", type=Path, help="build the model into this folder and keep it")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice); 1 is steadier on a "
+                                                   "busy machine")
     args = parser.parse_args()
 
     import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     from pollux.catalog import ModelEntry
