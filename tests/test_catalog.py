@@ -23,3 +23,11 @@ def test_catalog_file_adds_and_overrides(tmp_path):
     assert c.resolve("mine").entry.source == "/models/mine"
     assert c.resolve("qwen2.5-vl-3b").entry.input_token_limit == 4096
     assert "mine" in c.names()
+
+
+def test_catalog_file_can_remap_gemini_aliases(tmp_path):
+    f = tmp_path / "catalog.toml"
+    f.write_text('[[models]]\nid = "qwen2.5-vl-3b"\naliases = ["gemini-2.0-flash"]\n')
+    c = Catalog.from_file(f)
+    assert c.resolve("gemini-2.0-flash").entry.id == "qwen2.5-vl-3b"
+    assert c.resolve("gemini-1.5-flash").entry.id == "smolvlm2-256m"

@@ -88,7 +88,7 @@ class Catalog:
         self.aliases: dict[str, str] = {}
         for e in entries:
             for alias in e.aliases:
-                self.aliases.setdefault(alias, e.id)
+                self.aliases[alias] = e.id  # the last entry that claims an alias wins (catalog files remap)
 
     @classmethod
     def from_file(cls, path: Path | None) -> "Catalog":

@@ -197,14 +197,30 @@ def test_usage_errors(cli, tmp_path):
     assert cli("upload", str(tmp_path / "nope.png")).exit_code == failures.USAGE
 
 
-def test_pull_resolves_alias_and_calls_weights_lazily(monkeypatch, tmp_path):
+def test_pull_resolves_alias_downloads_then_converts(monkeypatch, tmp_path):
+    from pollux.engines import ov_convert, weights
+
     calls = []
-    fake = types.ModuleType("pollux.engines.weights")
-    fake.pull = lambda entry, settings, progress: calls.append((entry.id, settings.data_dir, progress)) or tmp_path
-    monkeypatch.setitem(sys.modules, "pollux.engines.weights", fake)
+    monkeypatch.setattr(weights, "pull", lambda entry, settings, progress: calls.append(
+        ("download", entry.id, settings.data_dir, progress)) or tmp_path)
+    monkeypatch.setattr(ov_convert, "ensure_converted", lambda entry, settings, folder, progress: calls.append(
+        ("convert", entry.id, folder)) or tmp_path / "ov")
     result = CliRunner().invoke(app, ["pull", "gemini-2.0-flash", "--data-dir", str(tmp_path)])
     assert result.exit_code == 0, result.stderr
-    assert calls == [(Catalog().resolve("gemini-2.0-flash").entry.id, tmp_path, True)]
+    model_id = Catalog().resolve("gemini-2.0-flash").entry.id
+    assert calls == [("download", model_id, tmp_path, True), ("convert", model_id, tmp_path)]
+    assert str(tmp_path / "ov") in result.stdout
+
+
+def test_pull_routes_whisper_and_grounding_names(monkeypatch, tmp_path):
+    from pollux.engines import weights, whisper
+
+    calls = []
+    monkeypatch.setattr(whisper, "pull", lambda name, settings: calls.append(("whisper", name)) or tmp_path)
+    monkeypatch.setattr(weights, "pull", lambda entry, settings, progress: calls.append(("hf", entry.id)) or tmp_path)
+    for name in ("whisper-base", "whisper:small", "owlv2-base"):
+        assert CliRunner().invoke(app, ["pull", name, "--data-dir", str(tmp_path)]).exit_code == 0
+    assert calls == [("whisper", "base"), ("whisper", "small"), ("hf", "owlv2-base")]
 
 
 def test_pull_unknown_model():

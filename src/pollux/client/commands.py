@@ -207,18 +207,36 @@ def pull(
     config: Annotated[str | None, typer.Option("--config", help="TOML settings file.")] = None,
 ) -> None:
     """Download a model's weights into this machine's model store (with progress)."""
-    from pollux.catalog import Catalog
     from pollux.settings import load_settings
 
     with reported():
         settings = load_settings(config, data_dir=data_dir)
-        entry = Catalog.from_file(settings.catalog_file).resolve(model).entry
         try:
-            from pollux.engines.weights import pull as pull_weights
+            where, name = _pull(model, settings)
         except ImportError as exc:
             raise ClientFailure(f"pulling weights is not available in this install ({exc})", REJECTED) from None
-        where = pull_weights(entry, settings, progress=True)
-        typer.echo(f"{entry.id} is ready in {where}")
+        typer.echo(f"{name} is ready in {where}")
+
+
+def _pull(model: str, settings) -> tuple:
+    """Catalog models (converted for OpenVINO when that is their engine), grounding models, Whisper models."""
+    from pollux.catalog import Catalog
+
+    if model == "whisper-base" or model.startswith("whisper:"):
+        from pollux.engines import whisper
+
+        name = model.partition(":")[2] or whisper.DEFAULT_MODEL
+        return whisper.pull(name, settings), f"whisper:{name}"
+    from pollux.engines import grounding
+
+    if model in grounding.grounding_entries():
+        from pollux.engines.weights import pull as pull_weights
+
+        return pull_weights(grounding.grounding_entries()[model], settings, progress=True), model
+    from pollux.engines.ov_convert import pull as pull_and_convert
+
+    entry = Catalog.from_file(settings.catalog_file).resolve(model).entry
+    return pull_and_convert(entry, settings, progress=True), entry.id
 
 
 def _check_blocked(response) -> None:
