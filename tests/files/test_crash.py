@@ -5,6 +5,7 @@ import os
 import threading
 
 import httpx
+import pytest
 
 from tests.fixtures.server import Server
 
@@ -72,3 +73,30 @@ def test_upload_resumes_after_kill_9(tmp_path):
         assert base64.b64decode(f["sha256Hash"]).decode() == hashlib.sha256(payload).hexdigest()
         blob = tmp_path / "data" / "blobs" / f["name"][6:]
         assert hashlib.sha256(blob.read_bytes()).hexdigest() == hashlib.sha256(payload).hexdigest()
+
+
+def test_video_processing_resumes_after_kill_9(tmp_path):
+    import time
+
+    from tests.fixtures.media import write_video
+
+    video = write_video(tmp_path / "v.mp4", seconds=30.0, size=(320, 240), fps=25).read_bytes()
+    server = Server(tmp_path / "data", env={"POLLUX_PROCESSING_WORKERS": "1"}).start()
+    try:
+        session = _start(server.url, len(video))
+        r = httpx.post(session, headers={"X-Goog-Upload-Command": "upload, finalize", "X-Goog-Upload-Offset": "0"},
+                       content=video, timeout=30)
+        f = r.json()["file"]
+        assert f["state"] == "PROCESSING"
+        server.kill()  # the job had just started
+    finally:
+        server.kill()
+    with Server(tmp_path / "data", port=server.port) as again:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            f = httpx.get(f"{again.url}/v1beta/{f['name']}", headers=H).json()
+            if f["state"] != "PROCESSING":
+                break
+            time.sleep(0.2)
+        assert f["state"] == "ACTIVE", f
+        assert float(f["videoMetadata"]["videoDuration"].rstrip("s")) == pytest.approx(30.0, abs=0.5)
