@@ -145,10 +145,21 @@ def _register_hooks(context: AppContext) -> None:
     context.files.processor.hooks.append(transcribe)
 
 
+def _install_warmup(context: AppContext) -> None:
+    """Vision features start computing as files arrive (engines that cache them opt in); after the speech
+    hook, so a video's transcript is on disk before its warm-up prompt is assembled."""
+    try:
+        from pollux.engines import features
+    except ImportError:
+        return
+    features.install(context.files, context.engines, context.catalog)
+
+
 def create_app(settings: Settings) -> Starlette:
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     context = build_context(settings)
     _register_hooks(context)
+    _install_warmup(context)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):
