@@ -49,8 +49,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pollux.engines.openvino")
 
-PREFILL_CHUNK = 2048  # tokens per prefill step: bounds activation memory, lets cancel act mid-prompt
-WARM_CHUNK = 256  # background prefill steps: a request that arrives waits at most one of these
+# Tokens per prefill step. OpenVINO's CPU attention is much slower for a chunk that follows cached
+# positions than for a fresh prompt (AVX2), so a whole prompt (the input limit is 8192) goes at once.
+PREFILL_CHUNK = 8192
+WARM_CHUNK = 2048  # background prefill steps: a request that arrives waits at most one of these
 VISION_CHUNK = 2  # tiles per encoder call: a request waits at most this long behind background work
 DEFAULT_FEATURE_CACHE_MB = 512
 DEFAULT_KV_SNAPSHOT_MB = 384

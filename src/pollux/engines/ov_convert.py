@@ -34,6 +34,10 @@ SUPPORTED_FAMILIES = {"smolvlm"}  # families the OpenVINO engine converts and ru
 WEIGHT_MODES = ("int8", "int4", "fp16", "fp32")
 DEFAULT_WEIGHTS = "int8"
 DEFAULT_INT4_GROUP = 64  # 128 (nncf's default) does not divide SmolLM2-135M's 576-wide layers
+VISION_MODES = ("fp32", "fp16", "int8")
+# The vision encoder is compute-bound: on AVX2 CPUs fp32 weights run it fastest (int8 and fp16 weights
+# are decompressed on the fly), so `weights` applies to the language model and this is separate.
+DEFAULT_VISION_WEIGHTS = "fp32"
 MARKER = "pollux-openvino.json"  # written last: a folder without it is not a finished conversion
 FORMAT_VERSION = 1  # bump when the layout of a conversion changes
 TASK = "image-text-to-text"
@@ -49,8 +53,16 @@ def weights_mode(entry: "ModelEntry") -> str:
     return mode
 
 
+def vision_weights(entry: "ModelEntry") -> str:
+    mode = str(entry.options.get("vision_weights", DEFAULT_VISION_WEIGHTS)).lower()
+    if mode not in VISION_MODES:
+        raise InvalidArgument(f"Model {entry.id}: options.vision_weights must be one of {', '.join(VISION_MODES)}; "
+                              f"got {mode!r}.")
+    return mode
+
+
 def quantization_settings(entry: "ModelEntry", mode: str) -> dict:
-    """What, beyond the mode, changes the converted weights (part of the cache key)."""
+    """What, beyond the mode, changes the converted language-model weights (part of the cache key)."""
     if mode == "int4":
         return {"bits": 4, "sym": bool(entry.options.get("sym", False)),
                 "group_size": int(entry.options.get("group_size", DEFAULT_INT4_GROUP))}
@@ -77,6 +89,7 @@ def source_fingerprint(source: Path) -> dict:
 def cache_key(entry: "ModelEntry", source: Path, mode: str) -> str:
     spec = {"format": FORMAT_VERSION, "source": entry.source, "revision": entry.revision,
             "files": source_fingerprint(source), "mode": mode, "quantization": quantization_settings(entry, mode),
+            "vision": vision_weights(entry) if mode != "fp32" else "fp32",
             "versions": {p: _version(p) for p in ("optimum-intel", "openvino", "nncf", "transformers")}}
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -116,7 +129,8 @@ def ensure_converted(entry: "ModelEntry", settings: "Settings", source: Path, mo
         try:
             tmp.mkdir()
             base = _complete_fp32(entry, settings, source) if mode != "fp32" else None
-            convert(source, tmp, mode, quantization_settings(entry, mode), say, base=base)
+            convert(source, tmp, mode, quantization_settings(entry, mode), say, base=base,
+                    vision=vision_weights(entry))
             (tmp / MARKER).write_text(json.dumps({"model": entry.id, "source": entry.source, "mode": mode,
                                                    "revision": entry.revision, "seconds": time.monotonic() - started}))
             os.replace(tmp, final)  # atomic: the folder appears complete or not at all
@@ -175,11 +189,10 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def convert(source: Path, out: Path, mode: str, quantization: dict, progress: Progress,
-            base: Path | None = None) -> None:
-    """Export `source` with optimum-intel into `out`, then compress its weights (fp16, int8, int4).
-
-    With `base` (a finished fp32 conversion of the same source) the export is skipped.
-    """
+            base: Path | None = None, vision: str = DEFAULT_VISION_WEIGHTS) -> None:
+    """Export `source` with optimum-intel into `out`, then compress the language model's weights (fp16,
+    int8, int4) and the vision encoder's (`vision`). With `base` (a finished fp32 conversion of the
+    same source) the export is skipped. fp32 is the plain export (the reference)."""
     from optimum.exporters.openvino import main_export
     from optimum.intel.openvino.configuration import OVConfig
 
@@ -195,21 +208,33 @@ def convert(source: Path, out: Path, mode: str, quantization: dict, progress: Pr
         progress(f"converting {source.name} to OpenVINO IR (fp32) [1/{steps}]")
         main_export(str(source), export_dir, task=TASK, ov_config=OVConfig(dtype="fp32"), local_files_only=True)
     detail = f" {quantization}" if quantization else ""
-    progress(f"compressing weights to {mode}{detail} [{steps}/{steps}]")
+    progress(f"compressing weights: language model {mode}{detail}, vision encoder {vision} [{steps}/{steps}]")
     if mode == "fp16":
-        _to_fp16(export_dir, out)
+        _to_fp16(export_dir, out, skip=() if vision == "fp16" else (VISION_XML,))
     else:
-        _compress(export_dir, out, quantization)
+        _compress(export_dir, out, quantization, vision_int8=vision == "int8")
+        if vision == "fp16":
+            _to_fp16(export_dir, out, only=(VISION_XML,))
+    for xml in (export_dir / name for name in IR_FILES):  # parts left as exported
+        if not (out / xml.name).exists():
+            shutil.copy2(xml, out / xml.name)
+            shutil.copy2(xml.with_suffix(".bin"), out / xml.with_suffix(".bin").name)
     _copy_side_files(export_dir, out)
     if export_dir != base:
         shutil.rmtree(export_dir, ignore_errors=True)
 
 
-def _to_fp16(ir_dir: Path, out: Path) -> None:
+VISION_XML = "openvino_vision_embeddings_model.xml"
+IR_FILES = ("openvino_language_model.xml", "openvino_text_embeddings_model.xml", VISION_XML)
+
+
+def _to_fp16(ir_dir: Path, out: Path, skip: tuple = (), only: tuple | None = None) -> None:
     import openvino as ov
 
     core = ov.Core()
     for xml in ir_dir.glob("openvino_*.xml"):
+        if xml.name in skip or (only is not None and xml.name not in only):
+            continue
         ov.save_model(core.read_model(xml), out / xml.name, compress_to_fp16=True)
 
 
@@ -221,11 +246,15 @@ def _copy_side_files(ir_dir: Path, out: Path) -> None:
             shutil.copy2(src, out / name)
 
 
-def _compress(ir_dir: Path, out: Path, quantization: dict) -> None:
+def _compress(ir_dir: Path, out: Path, quantization: dict, vision_int8: bool) -> None:
     """Weight-only compression with NNCF through optimum-intel: the language model gets `quantization`,
-    the embeddings and the vision encoder int8 (optimum-intel's default for the other parts)."""
-    from optimum.intel import OVModelForVisualCausalLM, OVWeightQuantizationConfig
+    the token embeddings int8; parts without a config are left as exported."""
+    from optimum.intel import OVModelForVisualCausalLM, OVPipelineQuantizationConfig, OVWeightQuantizationConfig
 
+    configs = {"lm_model": OVWeightQuantizationConfig(**quantization),
+               "text_embeddings_model": OVWeightQuantizationConfig(bits=8, sym=True)}
+    if vision_int8:
+        configs["vision_embeddings_model"] = OVWeightQuantizationConfig(bits=8, sym=True)
     model = OVModelForVisualCausalLM.from_pretrained(str(ir_dir), compile=False,
-                                                     quantization_config=OVWeightQuantizationConfig(**quantization))
+                                                     quantization_config=OVPipelineQuantizationConfig(configs))
     model.save_pretrained(out)
