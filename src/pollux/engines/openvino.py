@@ -88,6 +88,7 @@ class OpenVINOEngine(TransformersEngine):
                       "reused_tokens": 0}
         self._vision_lock = threading.Lock()  # one encoder inference at a time (background or request)
         self._waiting = 0  # requests waiting for the model: background prefill gives way to them
+        self._waiting_lock = threading.Lock()
         self._feature_prefix = ""
 
     # ------------------------------------------------------------------------------ lifecycle
@@ -194,13 +195,15 @@ class OpenVINOEngine(TransformersEngine):
 
     def _ov_acquire(self, cancel: threading.Event) -> None:
         """The model for this request, queued behind others; a background prefill gives way."""
-        self._waiting += 1
+        with self._waiting_lock:
+            self._waiting += 1
         try:
             while not self._run_lock.acquire(timeout=0.05):
                 if cancel.is_set():
                     raise Cancelled("The request was cancelled while waiting for the model.")
         finally:
-            self._waiting -= 1
+            with self._waiting_lock:
+                self._waiting -= 1
 
     def prepare_prompt(self, prompt: Prompt, cancel: threading.Event | None = None) -> FastPrompt:
         """Token ids and input embeddings for `prompt`, vision features from the cache where possible."""
