@@ -110,3 +110,13 @@ def test_common_prefix():
     assert common_prefix([1, ("k", 0)], [1, ("k", 0), 5]) == 2
     sentinel = object()
     assert common_prefix([(sentinel, 0)], [(object(), 0)]) == 0
+
+
+def test_a_cached_prefix_is_used_only_when_what_follows_is_short():
+    from pollux.engines.kv_prefix import worth_reusing
+
+    assert worth_reusing(1131, 1150)  # the question after an uploaded image
+    assert worth_reusing(6780, 6800)  # the second question on a video
+    assert not worth_reusing(3, 6800)  # a new video after a chat: start fresh (faster on OpenVINO CPU)
+    assert not worth_reusing(1000, 3000) and worth_reusing(1000, 1250)
+    assert not worth_reusing(0, 10)

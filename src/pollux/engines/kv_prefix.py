@@ -17,6 +17,11 @@ from typing import Any
 
 MIN_SNAPSHOT_TOKENS = 256  # shorter prefixes are cheap to recompute: not worth the memory
 MIN_RESTORE_GAIN = 64  # restore a snapshot only when it saves at least this many positions
+# OpenVINO's CPU attention is several times slower per token for a chunk that follows cached positions
+# than for a fresh prompt (AVX2), so a cached prefix is only used when what follows it is short: a few
+# shared tokens ahead of a long new prompt would make it slower, not faster.
+SHORT_TAIL = 64
+TAIL_PER_REUSED = 0.25  # ... or at most this many new positions per reused one
 
 
 def common_prefix(a: list, b: list) -> int:
@@ -25,6 +30,11 @@ def common_prefix(a: list, b: list) -> int:
         if a[i] != b[i]:
             return i
     return n
+
+
+def worth_reusing(cached: int, total: int) -> bool:
+    tail = total - cached
+    return cached > 0 and (tail <= SHORT_TAIL or tail <= cached * TAIL_PER_REUSED)
 
 
 @dataclass
@@ -62,6 +72,8 @@ class PrefixCache:
                     best, best_len = snap, n
             if best is not None:
                 self._snapshots.move_to_end(best.keys)
+        if not worth_reusing(best_len, len(keys)):
+            best, best_len, live = None, 0, 0
         if len(self.live) - live >= MIN_SNAPSHOT_TOKENS:
             self.save(request)  # about to be overwritten: keep it for a later question
         if best is not None:

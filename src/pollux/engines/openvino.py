@@ -50,9 +50,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("pollux.engines.openvino")
 
 # Tokens per prefill step. OpenVINO's CPU attention is much slower for a chunk that follows cached
-# positions than for a fresh prompt (AVX2), so a whole prompt (the input limit is 8192) goes at once.
+# positions than for a fresh prompt (AVX2), so a whole prompt (the input limit is 8192) goes at once,
+# in the background too (a request arriving meanwhile waits for it: a 90 s video's prompt, ~1 min).
 PREFILL_CHUNK = 8192
-WARM_CHUNK = 2048  # background prefill steps: a request that arrives waits at most one of these
+WARM_CHUNK = PREFILL_CHUNK
 VISION_CHUNK = 2  # tiles per encoder call: a request waits at most this long behind background work
 DEFAULT_FEATURE_CACHE_MB = 512
 DEFAULT_KV_SNAPSHOT_MB = 384
