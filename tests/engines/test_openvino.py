@@ -161,6 +161,20 @@ def test_interrupted_conversion_is_never_used(tmp_path, monkeypatch):
     assert newer != final and not final.exists() and calls == ["fp16", "fp16"]
 
 
+def test_pull_converts_openvino_models_only(tiny_smolvlm, tiny_qwen, tmp_path, monkeypatch):
+    from pollux.engines import ov_convert
+    from pollux.settings import Settings
+
+    settings = Settings(data_dir=tmp_path / "data")
+    calls = []
+    monkeypatch.setattr(ov_convert, "ensure_converted",
+                        lambda entry, s, source, progress=None: calls.append((entry.id, source)) or tmp_path)
+    assert ov_convert.pull(_entry(tiny_smolvlm, "int8"), settings, progress=False) == tmp_path
+    assert calls == [("tiny-smolvlm-ov", Path(tiny_smolvlm))]
+    qwen = _entry(tiny_qwen, "int8", model_id="q", family="qwen2_5_vl")  # no OpenVINO path: weights only
+    assert ov_convert.pull(qwen, settings, progress=False) == Path(tiny_qwen) and len(calls) == 1
+
+
 def test_weights_option_is_validated(tiny_smolvlm):
     from pollux.engines import ov_convert
     from pollux.errors import InvalidArgument
