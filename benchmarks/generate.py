@@ -12,6 +12,11 @@ one decode step) and decode tokens/s after the first token, greedy, fp32, CPU.
 
 Usage: python benchmarks/generate.py [--tokens 32] [--runs 2] [--threads N] [--model DIR] [--keep DIR]
 Numbers are printed, never asserted; goal: the engine within ~10% of model.generate on both figures.
+
+The fast CPU engine (OpenVINO, each weight setting, 256M- and 500M-shaped models, vision per tile,
+time to first token inline and uploaded, decode, a video asked twice, peak RSS, ratios to eager):
+       python benchmarks/generate.py fast [--sizes 256m,500m] [--weights fp32,fp16,int8,int4] ...
+(the same as benchmarks/generate_fast.py; `fast --help` lists its options).
 """
 
 from __future__ import annotations
@@ -98,6 +103,13 @@ def engine_run(engine, image, tokens: int) -> tuple[float, float, int]:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["fast"]:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import generate_fast
+
+        sys.argv = [generate_fast.__file__, *sys.argv[2:]]
+        generate_fast.main()
+        return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tokens", type=int, default=32, help="new tokens per run")
     parser.add_argument("--runs", type=int, default=2, help="measured runs per path (after one warm-up each)")

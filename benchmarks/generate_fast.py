@@ -19,7 +19,7 @@ first (measured once unless --eager-video-twice). Numbers are printed, never ass
 no higher than eager's.
 
 Usage: python benchmarks/generate_fast.py [--sizes 256m,500m] [--weights fp32,fp16,int8,int4]
-       [--video-seconds 90] [--tokens 48] [--work DIR] [--eager-video-twice]
+       [--video-seconds 90] [--tokens 96] [--work DIR] [--eager-video-twice]
 """
 
 from __future__ import annotations
@@ -151,6 +151,7 @@ def child(size: str, engine_name: str, weights: str, source: Path, work: Path, v
         engine = OpenVINOEngine(entry(size, source, weights), settings(work))
     engine.load()
     out["load_s"] = time.perf_counter() - t
+    out["rss_stages"] = {"loaded": peak_rss_mb()}
     timed(engine, text_prompt("Hi"), 2)  # one-time costs (lazy imports, first inference) are not TTFT
 
     if engine_name == "eager":
@@ -170,6 +171,7 @@ def child(size: str, engine_name: str, weights: str, source: Path, work: Path, v
         engine.background.wait_idle()
         out["background_s"] = time.perf_counter() - t
         out["ttft_uploaded"] = timed(engine, image_prompt(QUESTION_2, "uploaded-photo"), 4)["ttft"]
+    out["rss_stages"]["image"] = peak_rss_mb()
 
     with tempfile.TemporaryDirectory() as tmp:
         video = make_video(Path(tmp) / "video", seconds=video_seconds, size=(640, 360), with_audio=False)
@@ -178,6 +180,7 @@ def child(size: str, engine_name: str, weights: str, source: Path, work: Path, v
         out["video_frames"] = len(q1.images())
         out["video_tokens"] = engine.count_tokens(q1)
         out["video_q1"] = timed(engine, q1, 2)["ttft"]
+        out["rss_stages"]["video_q1"] = peak_rss_mb()
         if engine_name == "eager" and not eager_video_twice:
             out["video_q2"], out["video_note"] = out["video_q1"], "no cache: Q2 repeats Q1 (measured once)"
         else:
@@ -254,7 +257,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="256m,500m")
     parser.add_argument("--weights", default="fp32,fp16,int8,int4")
     parser.add_argument("--video-seconds", type=int, default=90)
-    parser.add_argument("--tokens", type=int, default=48)
+    parser.add_argument("--tokens", type=int, default=96)
     parser.add_argument("--work", type=Path, default=None, help="keep models and conversions here (reused)")
     parser.add_argument("--eager-video-twice", action="store_true")
     parser.add_argument("--child", nargs=3, metavar=("SIZE", "ENGINE", "WEIGHTS"), help=argparse.SUPPRESS)

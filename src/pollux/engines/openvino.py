@@ -32,7 +32,7 @@ from pollux.engines import ov_convert, weights
 from pollux.engines.base import Delta, GenerationParams
 from pollux.engines.features import Background, Features, FeatureStore, coarse_to_fine
 from pollux.engines.kv_prefix import PrefixCache
-from pollux.engines.transformers import TextStream, TransformersEngine, _eos_ids
+from pollux.engines.transformers import TransformersEngine, _eos_ids
 from pollux.errors import Cancelled, PolluxError
 from pollux.prompt_types import Image, Prompt
 
@@ -233,37 +233,17 @@ class OpenVINOEngine(TransformersEngine):
         return FastPrompt(ids, embeds, keys)
 
     def _ov_candidate(self, fast: FastPrompt, params: GenerationParams, index: int,
-                        cancel: threading.Event) -> Iterator[Delta]:
+                      cancel: threading.Event) -> Iterator[Delta]:
         import torch
 
-        max_new = min(params.max_output_tokens or self.entry.output_token_limit, self.entry.output_token_limit)
-        processors, sample = self._decoding(params, index, fast.length)
-        stream = TextStream(self._decode, params.stop_sequences)
-        input_ids = fast.ids
-        generated, finish = 0, "MAX_TOKENS"
         logits = self._ov_prefill(fast, cancel.is_set)
         if logits is None:
             raise Cancelled("Generation was cancelled: the client went away.")
-        with torch.inference_mode():
-            while generated < max_new:
-                if cancel.is_set():
-                    raise Cancelled("Generation was cancelled: the client went away.")
-                scores = processors(input_ids, torch.from_numpy(logits).reshape(1, -1).float())
-                token = sample(scores)
-                input_ids = torch.cat([input_ids, token.view(1, 1)], dim=-1)
-                generated += 1
-                if int(token) in self.eos_ids:
-                    finish = "STOP"
-                    break
-                text, stopped = stream.push(int(token))
-                if text:
-                    yield Delta(text, candidate=index, output_tokens=generated)
-                if stopped:
-                    finish = "STOP"
-                    break
-                if generated < max_new:
-                    logits = self._ov_step(int(token))
-        yield Delta(stream.finish(), candidate=index, finish_reason=finish, output_tokens=generated)
+
+        def advance(input_ids: "torch.Tensor") -> "torch.Tensor":
+            return torch.from_numpy(self._ov_step(int(input_ids[0, -1]))).reshape(1, -1).float()
+
+        yield from self._token_loop(fast.ids, torch.from_numpy(logits).reshape(1, -1).float(), advance, params, index, cancel)
 
     # ------------------------------------------------------------------------------ language model
 

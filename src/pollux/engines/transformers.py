@@ -152,20 +152,33 @@ class TransformersEngine(Engine):
 
     def _candidate(self, encoded: chat.Encoded, params: GenerationParams, index: int, cancel: threading.Event,
                    shared: "Step | None" = None) -> Iterator[Delta]:
+        if cancel.is_set():
+            raise Cancelled("Generation was cancelled: the client went away.")
+        step = shared.copy() if shared is not None else self._prefill(encoded)
+
+        def advance(input_ids: "torch.Tensor") -> "torch.Tensor":
+            step.input_ids = input_ids
+            self._forward(step)
+            return step.logits
+
+        yield from self._token_loop(step.input_ids, step.logits, advance, params, index, cancel)
+
+    def _token_loop(self, input_ids: "torch.Tensor", logits: "torch.Tensor",
+                    advance: Callable[["torch.Tensor"], "torch.Tensor"], params: GenerationParams, index: int,
+                    cancel: threading.Event) -> Iterator[Delta]:
+        """The decoding loop every runtime shares: pick a token (penalties, constraint, sampling), stream its
+        text, stop on EOS, a stop sequence, the token limit or cancellation. `advance(ids)` runs the model
+        over the newest token and returns the next logits [1, vocab]."""
         import torch
 
         max_new = min(params.max_output_tokens or self.entry.output_token_limit, self.entry.output_token_limit)
-        processors, sample = self._decoding(params, index, encoded.length)
-        stream = TextStream(lambda ids: self._decode(ids), params.stop_sequences)
-        stop_when = _stopping(cancel)
-        if stop_when(encoded.inputs["input_ids"], None).any():
-            raise Cancelled("Generation was cancelled: the client went away.")
-        step = shared.copy() if shared is not None else self._prefill(encoded)
+        processors, sample = self._decoding(params, index, int(input_ids.shape[1]))
+        stream = TextStream(self._decode, params.stop_sequences)
         generated, finish = 0, "MAX_TOKENS"
         with torch.inference_mode():
             while True:
-                token = sample(processors(step.input_ids, step.logits))
-                step.input_ids = torch.cat([step.input_ids, token.view(1, 1)], dim=-1)
+                token = sample(processors(input_ids, logits))
+                input_ids = torch.cat([input_ids, token.view(1, 1)], dim=-1)
                 generated += 1
                 if int(token) in self.eos_ids:
                     finish = "STOP"
@@ -178,9 +191,9 @@ class TransformersEngine(Engine):
                     break
                 if generated >= max_new:
                     break
-                if stop_when(step.input_ids, step.logits).any():
+                if cancel.is_set():
                     raise Cancelled("Generation was cancelled: the client went away.")
-                self._forward(step)
+                logits = advance(input_ids)
         yield Delta(stream.finish(), candidate=index, finish_reason=finish, output_tokens=generated)
 
     def _decode(self, ids: list[int]) -> str:
@@ -292,18 +305,6 @@ def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
     if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
         ids.append(tokenizer.eos_token_id)
     return ids
-
-
-def _stopping(cancel: threading.Event) -> Any:
-    """A StoppingCriteriaList that fires when the client went away (the same object model.generate takes)."""
-    import torch
-    from transformers import StoppingCriteria, StoppingCriteriaList
-
-    class CancelCriteria(StoppingCriteria):
-        def __call__(self, input_ids: "torch.LongTensor", scores: Any, **kwargs: Any) -> "torch.BoolTensor":
-            return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool)
-
-    return StoppingCriteriaList([CancelCriteria()])
 
 
 class PresenceFrequencyPenalty:
