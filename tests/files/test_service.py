@@ -57,3 +57,35 @@ def test_a_row_never_points_at_missing_bytes(settings, monkeypatch):
     except RuntimeError:
         pass
     assert list(svc.blobs.blobs.iterdir()) == []
+
+
+def test_a_shutdown_mid_processing_keeps_the_upload_and_resumes_it(settings, tmp_path):
+    """Stopping the server while a video is PROCESSING must not delete its bytes: the next start
+    prepares it again and it becomes ACTIVE."""
+    import threading
+
+    from pollux.files.records import State
+    from tests.fixtures.media import write_video
+
+    data = write_video(tmp_path / "clip.mp4", seconds=2).read_bytes()
+    svc = FileService(settings)
+    started = threading.Event()
+
+    def slow_hook(rec, prepared, _settings):  # e.g. speech recognition, interrupted by the shutdown
+        started.set()
+        while not svc.processor.is_cancelled(rec.id):
+            threading.Event().wait(0.05)
+
+    svc.processor.hooks.append(slow_hook)
+    svc.start()
+    rec = asyncio.run(svc.upload_stream("demo", NewFile(mime_type="video/mp4"), _chunks(data), "raw"))
+    assert started.wait(30)
+    svc.stop()
+    assert svc.store.get_file("demo", rec.id).state == State.PROCESSING
+    assert svc.blobs.blob_path(rec.id).read_bytes() == data
+
+    again = FileService(settings)
+    again.start()
+    assert again.processor.wait_idle(60)
+    assert again.get("demo", rec.name).state == State.ACTIVE
+    again.stop()

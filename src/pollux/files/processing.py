@@ -68,7 +68,8 @@ class Processor:
         with self._idle:
             return self._idle.wait_for(lambda: not self._queued, timeout)
 
-    def _is_cancelled(self, file_id: str) -> bool:
+    def is_cancelled(self, file_id: str) -> bool:
+        """The file was deleted or the server is stopping: its job should end."""
         with self._lock:
             return file_id in self._cancelled
 
@@ -88,20 +89,22 @@ class Processor:
 
         svc = self.service
         rec = next((r for r in svc.store.files_in_state(State.PROCESSING) if r.id == file_id), None)
-        if rec is None or self._is_cancelled(file_id):
+        if rec is None or self.is_cancelled(file_id):
             return
         blob, artifact = svc.blobs.blob_path(file_id), svc.blobs.artifact_dir(file_id)
-        shutil.rmtree(artifact, ignore_errors=True)  # a half-built artifact from a crash is never trusted
-        cancelled = lambda: self._is_cancelled(file_id)  # noqa: E731
+        decode = pipeline.needs_processing(rec.mime_type)  # else an image, decoded at upload and usable now
+        if decode:
+            shutil.rmtree(artifact, ignore_errors=True)  # a half-built artifact from a crash is never trusted
+        cancelled = lambda: self.is_cancelled(file_id)  # noqa: E731
         try:
-            info = pipeline.prepare_file(rec.mime_type, blob, artifact, svc.settings, cancelled)
+            info = pipeline.prepare_file(rec.mime_type, blob, artifact, svc.settings, cancelled) if decode else None
             prepared = pipeline.load_prepared(rec.mime_type, blob, artifact, svc.settings)
             for hook in self.hooks:
                 if cancelled():
                     raise Cancelled("deleted while processing")
                 hook(rec, prepared, svc.settings)
         except Cancelled:
-            svc.blobs.remove(file_id)
+            self._abandon(file_id)
             return
         except PolluxError as e:
             self._finish(file_id, state=State.FAILED, error=rpc_status(e))
@@ -112,11 +115,21 @@ class Processor:
                          error={"code": RPC_CODES["INVALID_ARGUMENT"],
                                 "message": f"The file could not be processed: {e}"})
             return
-        info = info or {}
+        if info is None:
+            self._finish(file_id, state=State.ACTIVE)
+            return
         self._finish(file_id, state=State.ACTIVE, video_duration=info.get("videoDuration"),
                      meta={k: v for k, v in info.items() if k != "videoDuration"})
 
     def _finish(self, file_id: str, **values) -> None:
-        if self._is_cancelled(file_id) or not self.service.store.update_file(file_id, **values):
+        if self.is_cancelled(file_id):
+            self._abandon(file_id)
+        elif not self.service.store.update_file(file_id, **values):
             self.service.blobs.remove(file_id)  # deleted meanwhile: leave nothing behind
+
+    def _abandon(self, file_id: str) -> None:
+        """A job stopped midway: the file was deleted (leave nothing behind) or the server is stopping
+        (keep the bytes; the row is still PROCESSING, so the next start runs the job again)."""
+        if not self.service.store.file_exists(file_id):
+            self.service.blobs.remove(file_id)
 
