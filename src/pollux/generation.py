@@ -146,7 +146,7 @@ class GenerationService:
             if not m:
                 raise PermissionDenied(f"You do not have permission to access the File {part.uri} or it may not "
                                        "exist.")
-            rec = self.files.get_active(project, m.group(1))
+            rec = self.files.get_usable(project, m.group(1))
             prepared = pipeline.load_prepared(rec.mime_type, self.files.blob_path(rec), self.files.artifact_dir(rec),
                                               self.settings)
             return MediaPart(prepared, rec.mime_type, rec.name, part.video)

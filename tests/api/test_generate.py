@@ -175,9 +175,16 @@ def test_missing_and_processing_files(client):
     r = _gen(client, {"contents": [{"parts": [{"fileData": {"fileUri": "files/doesnotexist"}}]}]})
     assert_error(r, 403, "PERMISSION_DENIED")
     f = upload(client, png_bytes())
-    ctx_of(client).files.store.update_file(f["name"][6:], state="PROCESSING")
+    store = ctx_of(client).files.store
+    store.update_file(f["name"][6:], state="PROCESSING")
+    r = _gen(client, {"contents": [{"parts": [{"fileData": {"fileUri": f["uri"]}}]}]})
+    assert r.status_code == 200, r.text  # an image is decoded at upload: PROCESSING only means features pending
+    store.update_file(f["name"][6:], mime_type="video/mp4")  # a video still being decoded is not usable yet
     r = _gen(client, {"contents": [{"parts": [{"fileData": {"fileUri": f["uri"]}}]}]})
     assert_error(r, 400, "FAILED_PRECONDITION", "not in an ACTIVE state")
+    store.update_file(f["name"][6:], state="FAILED", error={"code": 3, "message": "The file could not be processed"})
+    r = _gen(client, {"contents": [{"parts": [{"fileData": {"fileUri": f["uri"]}}]}]})
+    assert_error(r, 400, "FAILED_PRECONDITION", "could not be processed")
 
 
 def test_over_the_context_limit(client):

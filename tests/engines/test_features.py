@@ -92,6 +92,19 @@ def test_background_runs_in_order_dedupes_and_pauses():
     bg.stop()
 
 
+def test_a_dropped_job_tells_its_waiter():
+    bg = Background("test")
+    told = []
+    with bg.paused():
+        bg.submit("a", lambda: told.append("ran"), on_drop=lambda: told.append("dropped a"))
+        bg.submit("b", lambda: told.append("ran"))
+        bg.cancel_all()  # e.g. the model is unloaded
+    assert told == ["dropped a"]
+    bg.stop()
+    bg.submit("late", lambda: told.append("ran"), on_drop=lambda: told.append("dropped late"))
+    assert told == ["dropped a", "dropped late"]
+
+
 def test_coarse_to_fine_covers_every_frame_ends_first():
     for total in (1, 2, 5, 90):
         order = coarse_to_fine(total)

@@ -3,14 +3,15 @@ must not pay for it again.
 
 `FeatureStore` is a byte-bounded LRU keyed by (model, preprocessing, file content); a key being
 computed is computed once, and whoever else needs it meanwhile waits for that result. `Background`
-is one low-priority thread that computes features ahead of the questions (right after an upload),
-pausing while the model generates. `Warmup` holds the hooks the app registers on the Files API.
+is one low-priority thread that computes features ahead of the questions (as files arrive), pausing
+while the model generates. `Warmup` holds the hooks the app registers on the Files API.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,6 +27,10 @@ if TYPE_CHECKING:
     from pollux.prompt_types import Prompt
 
 log = logging.getLogger("pollux.engines.features")
+
+# An image stays PROCESSING at most this long for its features (a model being converted on first use
+# can take minutes); after that it is ACTIVE anyway and the first question computes what is missing.
+IMAGE_WARMUP_TIMEOUT = 900.0
 
 
 @dataclass
@@ -119,7 +124,7 @@ class Background:
 
     def __init__(self, name: str):
         self.name = name
-        self._jobs: deque[tuple[str, Callable[[], Any]]] = deque()
+        self._jobs: deque[tuple[str, Callable[[], Any], Callable[[], Any] | None]] = deque()
         self._queued: set[str] = set()
         self._cv = threading.Condition()
         self._generating = 0
@@ -127,16 +132,25 @@ class Background:
         self._thread: threading.Thread | None = None
         self._stopped = False
 
-    def submit(self, key: str, job: Callable[[], Any], first: bool = False) -> None:
+    def submit(self, key: str, job: Callable[[], Any], first: bool = False,
+               on_drop: Callable[[], Any] | None = None) -> None:
+        """Queue `job` unless `key` is queued already. `on_drop` runs instead of a job that never will
+        (cancelled, stopped): someone may be waiting for it."""
         with self._cv:
-            if self._stopped or key in self._queued:
+            if self._stopped:
+                dropped = True
+            elif key in self._queued:
                 return
-            self._queued.add(key)
-            (self._jobs.appendleft if first else self._jobs.append)((key, job))
-            if self._thread is None:
+            else:
+                dropped = False
+                self._queued.add(key)
+                (self._jobs.appendleft if first else self._jobs.append)((key, job, on_drop))
+            if not dropped and self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name=f"pollux-{self.name}", daemon=True)
                 self._thread.start()
             self._cv.notify_all()
+        if dropped and on_drop is not None:
+            on_drop()
 
     @contextmanager
     def paused(self) -> Iterator[None]:
@@ -156,17 +170,20 @@ class Background:
             return self._cv.wait_for(lambda: not self._jobs and not self._running, timeout)
 
     def cancel_all(self) -> None:
-        with self._cv:
-            self._jobs.clear()
-            self._queued.clear()
-            self._cv.notify_all()
+        self._drop_all(stop=False)
 
     def stop(self) -> None:
+        self._drop_all(stop=True)
+
+    def _drop_all(self, stop: bool) -> None:
         with self._cv:
-            self._stopped = True
+            self._stopped = self._stopped or stop
+            dropped = [on_drop for _, _, on_drop in self._jobs if on_drop is not None]
             self._jobs.clear()
             self._queued.clear()
             self._cv.notify_all()
+        for on_drop in dropped:
+            on_drop()
 
     def _loop(self) -> None:
         while True:
@@ -174,7 +191,7 @@ class Background:
                 self._cv.wait_for(lambda: self._stopped or (self._jobs and not self._generating))
                 if self._stopped:
                     return
-                key, job = self._jobs.popleft()
+                key, job, _ = self._jobs.popleft()
                 self._queued.discard(key)
                 self._running = True
             try:
@@ -208,18 +225,23 @@ def coarse_to_fine(total: int) -> list[int]:
 # ------------------------------------------------------------------------------------- app hooks
 
 class Warmup:
-    """Starts vision features in the background as files arrive, for the engines that cache them.
+    """Computes vision features as files arrive, for the engines that cache them.
 
-    Engines opt in with `precompute(load_prompt)`, which returns at once. The targets are the
-    default model and every model currently loaded. The prompt given is the one a request about
-    the file alone would assemble (same frames, transcript and cache keys), so its features, and
-    its KV prefix, are exactly what the first question needs. Images: `on_upload` (the file is
-    ACTIVE already; this only queues work). Video: `on_processed`, a Processor hook that returns at
-    once, so it never delays ACTIVE.
+    Engines opt in with `precompute(load_prompt, done=...)`, which returns at once. The targets are
+    the default model and every model currently loaded. The prompt given is the one a request about
+    the file alone would assemble (same frames, transcript and cache keys), so its features, and its
+    KV prefix, are exactly what the first question needs.
+
+    Images: the file stays PROCESSING until its features and prefix are ready (`wants` tells the
+    File service so), so a question about an ACTIVE image starts answering at once; a request that
+    names the image earlier is still served (it waits for the work in flight). Videos: queued when
+    prepared and never waited for: an hour of frames would take over an hour here.
     """
 
-    def __init__(self, hub: "EngineHub", catalog: "Catalog", files: "FileService"):
+    def __init__(self, hub: "EngineHub", catalog: "Catalog", files: "FileService",
+                 image_timeout: float = IMAGE_WARMUP_TIMEOUT):
         self.hub, self.catalog, self.files = hub, catalog, files
+        self.image_timeout = image_timeout
 
     def engines(self) -> list[Any]:
         entries = []
@@ -241,21 +263,41 @@ class Warmup:
                 out.append(engine)
         return out
 
-    def on_upload(self, record: Any) -> None:
-        """FileService upload hook: an image just became ACTIVE."""
-        if str(getattr(record, "mime_type", "")).startswith("image/"):
-            self._warm(record, None)
+    def wants(self, mime: str) -> bool:
+        """File service predicate: an uploaded image is PROCESSING while an engine computes its features."""
+        return mime.startswith("image/") and bool(self.engines())
 
     def on_processed(self, record: Any, prepared: Any, settings: Any) -> None:
-        """Processor hook: a video is prepared (about to be ACTIVE); queue its frames and return."""
+        """Processor hook, run while the file is PROCESSING: an image waits for its features; a
+        video's frames are queued and the hook returns at once."""
         from pollux.media.prepared import PreparedVideo
 
-        if isinstance(prepared, PreparedVideo) and prepared.frames:
-            self._warm(record, prepared)
+        try:
+            if isinstance(prepared, PreparedVideo):
+                if prepared.frames:
+                    self._warm(record, prepared, wait=False)
+            elif str(getattr(record, "mime_type", "")).startswith("image/"):
+                self._warm(record, prepared, wait=True)
+        except Exception:  # a warm-up is an optimisation: it never fails a file
+            log.exception("vision warm-up of %s failed", getattr(record, "id", "?"))
 
-    def _warm(self, record: Any, prepared: Any) -> None:
+    def _warm(self, record: Any, prepared: Any, wait: bool) -> None:
+        pending = []
         for engine in self.engines():
-            engine.precompute(lambda engine=engine: self.prompt_for(engine, record, prepared))
+            done = threading.Event() if wait else None
+            engine.precompute(lambda engine=engine: self.prompt_for(engine, record, prepared), done=done)
+            if done is not None:
+                pending.append(done)
+        deadline = time.monotonic() + self.image_timeout
+        file_id = getattr(record, "id", "?")
+        for done in pending:
+            while not done.wait(0.2):
+                if self.files.processor.is_cancelled(file_id):
+                    return  # deleted, or the server is stopping (the next start warms it again)
+                if time.monotonic() > deadline:
+                    log.warning("vision features of %s not ready after %.0f s; ACTIVE without them", file_id,
+                                self.image_timeout)
+                    return
 
     def prompt_for(self, engine: Any, record: Any, prepared: Any = None) -> "Prompt":
         """The prompt a request holding just this file assembles for `engine` (run in the background)."""
@@ -285,12 +327,12 @@ def _transcriber(settings: Any) -> Callable[[Any], list[dict]] | None:
 
 
 def install(files: "FileService", hub: "EngineHub", catalog: "Catalog") -> Warmup:
-    """Register the warm-up hooks on the Files API: images on upload, videos once prepared.
+    """Register the warm-up on the Files API: images before they are ACTIVE, videos once prepared.
 
     Call it after the speech-recognition hook is registered, so a video's transcript is on disk
     before its warm-up prompt is assembled.
     """
     warmup = Warmup(hub, catalog, files)
-    files.upload_hooks.append(warmup.on_upload)
+    files.processing_wanted.append(warmup.wants)
     files.processor.hooks.append(warmup.on_processed)
     return warmup

@@ -179,14 +179,12 @@ class OpenVINOEngine(TransformersEngine):
         if not self.fast:
             yield from super().generate(prompt, params, cancel)
             return
-        self._ov_acquire(cancel)
+        self._acquire(cancel)
         try:
             with self.background.paused():
-                answer = self._box_answer(prompt, params, cancel)
-                if answer is not None:
-                    tokens = self.count_text(answer)
-                    for index in range(max(1, params.candidate_count)):
-                        yield Delta(answer, candidate=index, finish_reason="STOP", output_tokens=tokens)
+                boxed = self._box_deltas(prompt, params, cancel)
+                if boxed is not None:
+                    yield from boxed
                     return
                 fast = self.prepare_prompt(prompt, cancel)
                 for index in range(max(1, params.candidate_count)):
@@ -194,14 +192,12 @@ class OpenVINOEngine(TransformersEngine):
         finally:
             self._run_lock.release()
 
-    def _ov_acquire(self, cancel: threading.Event) -> None:
+    def _acquire(self, cancel: threading.Event) -> None:
         """The model for this request, queued behind others; a background prefill gives way."""
         with self._waiting_lock:
             self._waiting += 1
         try:
-            while not self._run_lock.acquire(timeout=0.05):
-                if cancel.is_set():
-                    raise Cancelled("The request was cancelled while waiting for the model.")
+            super()._acquire(cancel)
         finally:
             with self._waiting_lock:
                 self._waiting -= 1
@@ -330,30 +326,42 @@ class OpenVINOEngine(TransformersEngine):
             self.stats["vision_tiles"] += int(parts[-1].shape[0])
         return Features(np.concatenate(parts), int(out["rows"][0][0]), int(out["cols"][0][0]))
 
-    def precompute(self, load_prompt: Callable[[], Prompt], warm_prefix: bool = True) -> None:
+    def precompute(self, load_prompt: Callable[[], Prompt], warm_prefix: bool = True,
+                   done: threading.Event | None = None) -> None:
         """Compute a prompt's vision features ahead of the question, in the background; returns at once.
 
         `load_prompt` (called in the background) gives the prompt a request about a file would
         start with. Its images are queued first (video frames coarse-to-fine, so the frames a thinned
         prompt keeps come first); then, with `warm_prefix`, the prompt itself is prefilled so a
-        question that follows it only prefills its own words.
+        question that follows it only prefills its own words. `done` is set once all of that has run,
+        failed or been dropped (an unload).
         """
-        def plan() -> None:
-            self.load()
-            if not self.fast:
-                return
-            prompt = load_prompt()
-            images = prompt.images()
-            if any(im.modality == "VIDEO" for im in images):
-                images = [images[i] for i in coarse_to_fine(len(images))]
-            for image in images:
-                key = self._ov_feature_key(image)
-                if key is not None and key not in self.features:
-                    self.background.submit(key, lambda image=image: self.image_features(image))
-            if warm_prefix:
-                self.background.submit(f"prefix:{id(prompt)}", lambda: self._ov_warm(prompt))
+        finish = done.set if done is not None else None
 
-        self.background.submit(f"plan:{id(load_prompt)}", plan, first=True)
+        def plan() -> None:
+            jobs: list[tuple[str, Callable[[], Any]]] = []
+            try:
+                self.load()
+                if not self.fast:
+                    return
+                prompt = load_prompt()
+                images = prompt.images()
+                if any(im.modality == "VIDEO" for im in images):
+                    images = [images[i] for i in coarse_to_fine(len(images))]
+                for image in images:
+                    key = self._ov_feature_key(image)
+                    if key is not None and key not in self.features:
+                        jobs.append((key, lambda image=image: self.image_features(image)))
+                if warm_prefix:
+                    jobs.append((f"prefix:{id(prompt)}", lambda: self._ov_warm(prompt)))
+            finally:
+                if finish is not None:
+                    jobs.append((f"done:{id(done)}", finish))
+                # Someone waiting (an image held in PROCESSING) goes ahead of queued video frames.
+                for key, job in (reversed(jobs) if done is not None else jobs):
+                    self.background.submit(key, job, first=done is not None, on_drop=finish)
+
+        self.background.submit(f"plan:{id(load_prompt)}", plan, first=True, on_drop=finish)
 
     def _ov_warm(self, prompt: Prompt) -> None:
         """Prefill `prompt` up to the end of its last image block into the KV state (and keep a snapshot),

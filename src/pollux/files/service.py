@@ -71,9 +71,9 @@ class FileService:
         self.store = store or MetadataStore.open(settings)
         self.blobs = blobs or LocalBlobStore(settings.data_dir, fsync=settings.fsync)
         self.processor = Processor(self)
-        # Run when an upload commits straight to ACTIVE (images), given the record; they must return at
-        # once (e.g. queue vision features in the background). Registered by the app wiring.
-        self.upload_hooks: list[Callable[[FileRecord], None]] = []
+        # Predicates on a MIME type: true when a file of that type that needs no decoding (an image) still
+        # has PROCESSING work (the Processor's hooks, e.g. vision features). Registered by the app wiring.
+        self.processing_wanted: list[Callable[[str], bool]] = []
         self._hashers: dict[str, tuple[object, int]] = {}  # session id → (sha256, bytes hashed)
         self._hash_lock = threading.Lock()
 
@@ -118,8 +118,12 @@ class FileService:
             raise _denied(file_id)
         return rec
 
-    def get_active(self, project: str, name: str) -> FileRecord:
+    def get_usable(self, project: str, name: str) -> FileRecord:
+        """A file a prompt may use: ACTIVE, or an image still PROCESSING (its bytes were decoded and
+        checked at upload; what is left is the models' own warm-up, which the request waits for)."""
         rec = self.get(project, name)
+        if rec.state == State.PROCESSING and not pipeline.needs_processing(rec.mime_type):
+            return rec
         if rec.state != State.ACTIVE:
             why = f" It failed: {rec.error.get('message')}" if rec.state == State.FAILED and rec.error else ""
             raise FileNotActive(f"The File {rec.id} is not in an ACTIVE state and usage is not allowed.{why}")
@@ -297,9 +301,10 @@ class FileService:
         mime = mimes.check(s.mime_type or _sniffed(head), head)
         hasher = self._hasher(s)
         sha = hasher.hexdigest()
-        processing = pipeline.needs_processing(mime)
-        if not processing:  # images: decoded now, so a corrupt one is refused instead of stored
+        decoded_later = pipeline.needs_processing(mime)
+        if not decoded_later:  # images: decoded now, so a corrupt one is refused instead of stored
             pipeline.prepare_file(mime, staging, self.blobs.artifact_dir(s.file_id), self.settings, lambda: False)
+        processing = decoded_later or any(wanted(mime) for wanted in self.processing_wanted)
         self.blobs.commit(s.id, s.file_id)  # durable bytes first, then the row that makes them visible
         created = from_us(now_us())
         rec = FileRecord(
@@ -315,12 +320,6 @@ class FileService:
         self._forget_hasher(s.id)
         if processing:
             self.processor.submit(rec.id)
-        else:
-            for hook in self.upload_hooks:
-                try:
-                    hook(rec)
-                except Exception:  # a warm-up must never fail an upload
-                    log.exception("upload hook failed for %s", rec.id)
         return rec
 
 
