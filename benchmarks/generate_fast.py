@@ -27,13 +27,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
+
+from _rss import peak_rss_mb  # benchmarks/ is the script's folder
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # tests.fixtures builds the models; src is installed (pip install -e .)
@@ -189,17 +190,6 @@ def child(size: str, engine_name: str, weights: str, source: Path, work: Path, v
     if engine_name != "eager":
         out["stats"] = dict(engine.stats)
     return out
-
-
-def peak_rss_mb() -> float:
-    """This process's high-water RSS (VmHWM: unlike ru_maxrss it does not carry the parent's over exec)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def eager_vision_per_tile(engine) -> float:

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+from _rss import peak_rss_mb  # benchmarks/ is the script's folder
 
 WIDTH, HEIGHT, FPS = 1280, 720, 30
 AUDIO_RATE = 48000
@@ -144,22 +145,8 @@ def child(mode: str, src: Path, out: Path) -> None:
         result = {"duration": prepare_audio(src, out, settings, lambda: False).duration}
     else:
         result = baseline(src, out)
-    result["rss_mb"] = _peak_rss_mb()
+    result["rss_mb"] = peak_rss_mb()
     (out.parent / f"{out.name}.json").write_text(json.dumps(result))
-
-
-def _peak_rss_mb() -> float:
-    """VmHWM of this process. (wait4's ru_maxrss would include the parent's RSS, which Linux
-    carries over exec when the child was spawned with vfork.)"""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def baseline(src: Path, out: Path) -> dict:

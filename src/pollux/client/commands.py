@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -152,31 +154,21 @@ def ask(
     """Ask a model about images, video or audio; the answer streams to stdout."""
     from google.genai import types
 
-    from pollux.client.prompt import prepare
-
-    _, err = _consoles()
-    with reported():
-        sources, prompt = _split(args)
-        client = Server(base_url, api_key, api_version).client()
-        prepared = prepare(client, sources, prompt, inline_max=inline_max, err=err, wait_timeout=timeout)
-        config = types.GenerateContentConfig(system_instruction=system, temperature=temperature,
-                                             max_output_tokens=max_output_tokens)
-        try:
-            if stream:
-                last = None
-                for chunk in client.models.generate_content_stream(model=model, contents=prepared.contents,
-                                                                   config=config):
-                    _check_blocked(chunk)
-                    typer.echo(chunk.text or "", nl=False)
-                    last = chunk
-                typer.echo()
-            else:
-                last = client.models.generate_content(model=model, contents=prepared.contents, config=config)
-                _check_blocked(last)
-                typer.echo(last.text or "")
-            _notes(err, last, usage)
-        finally:
-            _settle_uploads(client, err, prepared.uploaded, keep)
+    config = types.GenerateContentConfig(system_instruction=system, temperature=temperature,
+                                         max_output_tokens=max_output_tokens)
+    with _prepared(args, Server(base_url, api_key, api_version), inline_max, timeout, keep) as (client, prepared, err):
+        if stream:
+            last = None
+            for chunk in client.models.generate_content_stream(model=model, contents=prepared.contents, config=config):
+                _check_blocked(chunk)
+                typer.echo(chunk.text or "", nl=False)
+                last = chunk
+            typer.echo()
+        else:
+            last = client.models.generate_content(model=model, contents=prepared.contents, config=config)
+            _check_blocked(last)
+            typer.echo(last.text or "")
+        _notes(err, last, usage)
 
 
 def count_tokens(
@@ -187,16 +179,25 @@ def count_tokens(
     api_version: ApiVersionOption = "v1beta",
 ) -> None:
     """Count the tokens a prompt with files would use."""
+    with _prepared(args, Server(base_url, api_key, api_version), inline_max, timeout, keep) as (client, prepared, _):
+        result = client.models.count_tokens(model=model, contents=prepared.contents)
+        typer.echo(f"{result.total_tokens} tokens")
+
+
+@contextmanager
+def _prepared(args: list[str], server: "Server", inline_max: int, timeout: float | None,
+              keep: bool) -> Iterator[tuple[Any, Any, Console]]:
+    """The files of a prompt uploaded (or inlined) and waited for; afterwards what was uploaded is
+    kept or deleted. Failures are reported as the other commands report them."""
     from pollux.client.prompt import prepare
 
     _, err = _consoles()
     with reported():
         sources, prompt = _split(args)
-        client = Server(base_url, api_key, api_version).client()
+        client = server.client()
         prepared = prepare(client, sources, prompt, inline_max=inline_max, err=err, wait_timeout=timeout)
         try:
-            result = client.models.count_tokens(model=model, contents=prepared.contents)
-            typer.echo(f"{result.total_tokens} tokens")
+            yield client, prepared, err
         finally:
             _settle_uploads(client, err, prepared.uploaded, keep)
 

@@ -100,15 +100,11 @@ class TransformersEngine(Engine):
 
     def generate(self, prompt: Prompt, params: GenerationParams, cancel: threading.Event) -> Iterator[Delta]:
         self.load()
-        while not self._run_lock.acquire(timeout=0.05):  # queued behind another request
-            if cancel.is_set():
-                raise Cancelled("The request was cancelled while waiting for the model.")
+        self._acquire(cancel)
         try:
-            answer = self._box_answer(prompt, params, cancel)
-            if answer is not None:
-                tokens = self.count_text(answer)
-                for index in range(max(1, params.candidate_count)):
-                    yield Delta(answer, candidate=index, finish_reason="STOP", output_tokens=tokens)
+            boxed = self._box_deltas(prompt, params, cancel)
+            if boxed is not None:
+                yield from boxed
                 return
             with self._tokenizer_lock:
                 encoded = self.format.encode(prompt)  # type: ignore[union-attr]
@@ -118,6 +114,21 @@ class TransformersEngine(Engine):
                 yield from self._candidate(encoded, params, index, cancel, shared)
         finally:
             self._run_lock.release()
+
+    def _acquire(self, cancel: threading.Event) -> None:
+        """The model for this request, queued behind the one running."""
+        while not self._run_lock.acquire(timeout=0.05):
+            if cancel.is_set():
+                raise Cancelled("The request was cancelled while waiting for the model.")
+
+    def _box_deltas(self, prompt: Prompt, params: GenerationParams, cancel: threading.Event) -> list[Delta] | None:
+        """The whole answer to a bounding-box request (every candidate the same), or None for other prompts."""
+        answer = self._box_answer(prompt, params, cancel)
+        if answer is None:
+            return None
+        tokens = self.count_text(answer)
+        return [Delta(answer, candidate=i, finish_reason="STOP", output_tokens=tokens)
+                for i in range(max(1, params.candidate_count))]
 
     def _prefill(self, encoded: chat.Encoded) -> "Step":
         """Run the model over the prompt (vision encoder included): the KV cache and the first logits."""
