@@ -236,10 +236,13 @@ class OpenVINOEngine(TransformersEngine):
         if logits is None:
             raise Cancelled("Generation was cancelled: the client went away.")
 
-        def advance(input_ids: "torch.Tensor") -> "torch.Tensor":
-            return torch.from_numpy(self._ov_step(int(input_ids[0, -1]))).reshape(1, -1).float()
+        def as_scores(array: "np.ndarray") -> "torch.Tensor":  # [vocab] → [1, vocab] float, as the loop takes
+            return torch.from_numpy(array).reshape(1, -1).float()
 
-        yield from self._token_loop(fast.ids, torch.from_numpy(logits).reshape(1, -1).float(), advance, params, index, cancel)
+        def advance(input_ids: "torch.Tensor") -> "torch.Tensor":
+            return as_scores(self._ov_step(int(input_ids[0, -1])))
+
+        yield from self._token_loop(fast.ids, as_scores(logits), advance, params, index, cancel)
 
     # ------------------------------------------------------------------------------ language model
 

@@ -46,18 +46,17 @@ Progress = Callable[[str], None]
 
 
 def weights_mode(entry: "ModelEntry") -> str:
-    mode = str(entry.options.get("weights", DEFAULT_WEIGHTS)).lower()
-    if mode not in WEIGHT_MODES:
-        raise InvalidArgument(f"Model {entry.id}: options.weights must be one of {', '.join(WEIGHT_MODES)}; "
-                              f"got {mode!r}.")
-    return mode
+    return _weights_option(entry, "weights", DEFAULT_WEIGHTS, WEIGHT_MODES)
 
 
 def vision_weights(entry: "ModelEntry") -> str:
-    mode = str(entry.options.get("vision_weights", DEFAULT_VISION_WEIGHTS)).lower()
-    if mode not in VISION_MODES:
-        raise InvalidArgument(f"Model {entry.id}: options.vision_weights must be one of {', '.join(VISION_MODES)}; "
-                              f"got {mode!r}.")
+    return _weights_option(entry, "vision_weights", DEFAULT_VISION_WEIGHTS, VISION_MODES)
+
+
+def _weights_option(entry: "ModelEntry", name: str, default: str, allowed: tuple[str, ...]) -> str:
+    mode = str(entry.options.get(name, default)).lower()
+    if mode not in allowed:
+        raise InvalidArgument(f"Model {entry.id}: options.{name} must be one of {', '.join(allowed)}; got {mode!r}.")
     return mode
 
 
