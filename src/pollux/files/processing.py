@@ -74,8 +74,11 @@ class Processor:
             return file_id in self._cancelled
 
     def _run(self, file_id: str) -> None:
+        from pollux.media import decode_budget
+
         try:
-            self._process(file_id)
+            with decode_budget.patient():  # no client would retry a 503: wait for the image decode budget
+                self._process(file_id)
         except Exception:  # never let a job kill the worker thread
             log.exception("processing %s crashed", file_id)
         finally:
