@@ -257,3 +257,23 @@ def test_six_huge_pngs_at_once_cost_about_one_decode(tmp_path):
           f"six at once under the budget +{grown_six:.0f} MiB")
     assert one["errors"] == six["errors"] == []
     assert grown_six < 1.5 * grown_one  # without the budget six at once took ~5.5x one
+
+
+def test_a_worker_thread_made_patient_waits_past_the_limit():
+    from concurrent.futures import ThreadPoolExecutor
+
+    budget = DecodeBudget(max_decodes=1, max_pixels=10)
+    release = threading.Event()
+    holder = _hold(budget, 1, threading.Event(), release)
+
+    def job():
+        with budget.reserve(1, 0.01):
+            return "decoded"
+
+    with ThreadPoolExecutor(1, initializer=decode_budget.make_thread_patient) as pool:
+        future = pool.submit(job)
+        time.sleep(0.1)  # ten times its limit
+        assert not future.done()
+        release.set()
+        assert future.result(10) == "decoded"
+    holder.join()

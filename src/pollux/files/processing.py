@@ -39,8 +39,10 @@ class Processor:
 
     def start(self) -> None:
         if self._pool is None:
+            from pollux.media.decode_budget import make_thread_patient  # no client would retry a 503
+
             self._pool = ThreadPoolExecutor(max(1, self.service.settings.processing_workers),
-                                            thread_name_prefix="pollux-media")
+                                            thread_name_prefix="pollux-media", initializer=make_thread_patient)
 
     def stop(self) -> None:
         if self._pool is not None:
@@ -74,11 +76,8 @@ class Processor:
             return file_id in self._cancelled
 
     def _run(self, file_id: str) -> None:
-        from pollux.media import decode_budget
-
         try:
-            with decode_budget.patient():  # no client would retry a 503: wait for the image decode budget
-                self._process(file_id)
+            self._process(file_id)
         except Exception:  # never let a job kill the worker thread
             log.exception("processing %s crashed", file_id)
         finally:

@@ -8,7 +8,7 @@ UNAVAILABLE (every Gemini SDK retries it) instead of the server's memory. An ima
 whole budget still runs, alone (`max_image_pixels` is what refuses images outright).
 
 Background jobs (processing, warm-up) have no client to retry, so they wait as long as it takes:
-they run inside `patient()`.
+their threads start with `make_thread_patient()` (or run inside `patient()`).
 """
 
 from __future__ import annotations
@@ -82,6 +82,11 @@ def budget_for(settings: Settings) -> DecodeBudget:
         if budget is None:
             budget = _budgets[key] = DecodeBudget(*key)
         return budget
+
+
+def make_thread_patient() -> None:
+    """Every later decode on this thread waits without a time limit (a background worker's initializer)."""
+    _patient.set(True)
 
 
 @contextlib.contextmanager
