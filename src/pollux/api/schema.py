@@ -131,14 +131,17 @@ class SafetySetting(Wire):
         return _enum(THRESHOLDS, v, "threshold")
 
 
+_INT32_MAX = 2**31 - 1
+
+
 class GenerationConfig(Wire):
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, ge=0, le=1)
-    top_k: int | None = Field(None, ge=0)
-    candidate_count: int | None = Field(None, ge=1, le=8)
-    max_output_tokens: int | None = Field(None, ge=1)
+    top_k: int | None = Field(None, ge=0, le=_INT32_MAX)  # int32 fields in Gemini's schema: a bigger
+    candidate_count: int | None = Field(None, ge=1, le=8)  # number is its 400, and torch's seed overflows
+    max_output_tokens: int | None = Field(None, ge=1, le=_INT32_MAX)
     stop_sequences: list[str] = Field(default_factory=list, max_length=5)
-    seed: int | None = None
+    seed: int | None = Field(None, ge=-_INT32_MAX - 1, le=_INT32_MAX)
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
     response_mime_type: str | None = None
