@@ -42,6 +42,14 @@ class Wire(BaseModel):
     gemini_types: ClassVar[tuple[str, ...]] = ()
     gemini_extra: ClassVar[frozenset[str]] = frozenset()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _nulls_are_defaults(cls, data: Any) -> Any:
+        """proto3 JSON: a null field is the field's default (SDKs send `"stopSequences": null`)."""
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if v is not None}
+        return data
+
     @model_validator(mode="after")
     def _unknown_fields(self):
         if not self.model_extra:
