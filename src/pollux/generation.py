@@ -177,7 +177,7 @@ class GenerationService:
         if isinstance(part, FileRef):
             file_id = file_id_of(part.uri)
             if file_id is None:
-                return self._url_media(part, fetcher, scratch / f"url-{position}")
+                return self._url_media(part, fetcher, scratch / f"url-{position}-prepared")
             if not file_id:
                 raise PermissionDenied(f"You do not have permission to access the File {part.uri} or it may not "
                                        "exist.")

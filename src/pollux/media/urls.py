@@ -66,7 +66,7 @@ class UrlFetcher:
 
     def fetch(self, uri: str, declared_mime: str = "") -> Fetched:
         if uri not in self._cache:
-            target = self.scratch / f"url-{len(self._cache)}"
+            target = self.scratch / f"fetched-{len(self._cache)}"
             self._cache[uri] = self._fetch(uri, declared_mime, target)
         return self._cache[uri]
 
@@ -94,7 +94,7 @@ class UrlFetcher:
                     response = client.send(request, stream=True)
                 except httpx.HTTPError as e:
                     raise InvalidArgument(f"Cannot fetch {uri}: {type(e).__name__}: {e}") from None
-                with response:
+                try:
                     if response.is_redirect:
                         location = response.headers.get("location")
                         if not location:
@@ -105,6 +105,10 @@ class UrlFetcher:
                         raise InvalidArgument(f"Cannot fetch {uri}: the server answered HTTP {response.status_code}.")
                     self._save(uri, response, target, deadline)
                     return response.headers.get("content-type", "").split(";")[0].strip()
+                except httpx.HTTPError as e:
+                    raise InvalidArgument(f"Cannot fetch {uri}: {type(e).__name__}: {e}") from None
+                finally:
+                    response.close()
         raise InvalidArgument(f"Cannot fetch {uri}: more than {MAX_REDIRECTS} redirects.")
 
     def _pinned_request(self, client: httpx.Client, url: str) -> httpx.Request:
