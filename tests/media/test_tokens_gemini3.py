@@ -1,4 +1,4 @@
-"""The gemini-3 token profile: fixed counts per mediaResolution (Gemini 3 developer guide)."""
+"""mediaResolution in the token profiles: gemini-3 fixed counts (Gemini 3 developer guide), gemini-2 LOW."""
 
 import pytest
 
@@ -21,6 +21,9 @@ def test_video_frames_are_70_by_default_280_at_high():
     assert frames == 10 * (280 + tokens.TIMESTAMP_TOKENS)
 
 
-def test_resolution_does_not_change_older_profiles():
-    assert tokens.count_image(1000, 800, "gemini-2", "MEDIA_RESOLUTION_LOW") == 4 * 258
+def test_gemini_2_low_resolution_is_64_per_image_and_frame():
+    assert tokens.count_image(1000, 800, "gemini-2", "MEDIA_RESOLUTION_LOW") == 64
+    assert tokens.count_image(1000, 800, "gemini-2", "MEDIA_RESOLUTION_MEDIUM") == 4 * 258
+    frames, audio = tokens.count_video(10.0, has_audio=True, profile="gemini-2", resolution="MEDIA_RESOLUTION_LOW")
+    assert 95 <= (frames + audio) / 10 <= 105  # "about 100 tokens per second at low media resolution"
     assert tokens.count_video(4.0, profile="gemini-1.5", resolution="MEDIA_RESOLUTION_LOW")[0] == 4 * 263

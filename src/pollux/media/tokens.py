@@ -9,6 +9,8 @@ Rules (gemini-contract.md §6 and the seed's "Technical details"):
 * Images and video frames, profile "gemini-3" (Gemini 3 and later): `mediaResolution` sets a fixed
   count: images LOW 280, MEDIUM 560, HIGH 1120 (the default), ULTRA_HIGH 2240; video frames 70 at
   LOW and MEDIUM (the default) and 280 at HIGH and above, plus the timestamp marker.
+* Profile "gemini-2" at MEDIA_RESOLUTION_LOW: 64 per image and per video frame (about 100 tokens/s
+  of video with audio and timestamps, as documented); other resolutions keep the 258 rules.
 * Video: 258 per sampled frame, plus TIMESTAMP_TOKENS per sampled frame for its "MM:SS" marker,
   plus 32 tokens per second of the clip when the video has an audio track. With the default
   1 fps that is 263 tokens/s without audio and 295 with it, inside the documented ~263-300.
@@ -46,6 +48,7 @@ MODALITIES = ("TEXT", "IMAGE", "VIDEO", "AUDIO")
 # Gemini 3: tokens per image / per video frame at each mediaResolution (None: the default).
 GEMINI3_IMAGE = {"MEDIA_RESOLUTION_LOW": 280, "MEDIA_RESOLUTION_MEDIUM": 560, "MEDIA_RESOLUTION_HIGH": 1120,
                  "MEDIA_RESOLUTION_ULTRA_HIGH": 2240, None: 1120}
+LOW_RESOLUTION_TOKENS = 64  # gemini-2 at MEDIA_RESOLUTION_LOW, per image and per frame
 GEMINI3_FRAME = {"MEDIA_RESOLUTION_LOW": 70, "MEDIA_RESOLUTION_MEDIUM": 70, "MEDIA_RESOLUTION_HIGH": 280,
                  "MEDIA_RESOLUTION_ULTRA_HIGH": 280, None: 70}
 
@@ -67,6 +70,8 @@ def count_image(width: int, height: int, profile: str = DEFAULT_PROFILE, resolut
     _check_profile(profile)
     if profile == "gemini-3":
         return GEMINI3_IMAGE.get(_resolution(resolution), GEMINI3_IMAGE[None])
+    if profile == "gemini-2" and resolution == "MEDIA_RESOLUTION_LOW":
+        return LOW_RESOLUTION_TOKENS
     if profile == "gemini-1.5":
         return TOKENS_PER_IMAGE
     if width <= SMALL_IMAGE_SIDE and height <= SMALL_IMAGE_SIDE:
@@ -132,8 +137,12 @@ def count_video(
     frames = count_video_frames(duration, fps, start, end)
     _, start_s, end_s = resolve_clip(duration, fps, start, end)
     audio = count_audio(end_s - start_s) if has_audio else 0
-    per_frame = GEMINI3_FRAME.get(_resolution(resolution), GEMINI3_FRAME[None]) if profile == "gemini-3" \
-        else TOKENS_PER_FRAME
+    if profile == "gemini-3":
+        per_frame = GEMINI3_FRAME.get(_resolution(resolution), GEMINI3_FRAME[None])
+    elif profile == "gemini-2" and resolution == "MEDIA_RESOLUTION_LOW":
+        per_frame = LOW_RESOLUTION_TOKENS
+    else:
+        per_frame = TOKENS_PER_FRAME
     return frames * (per_frame + TIMESTAMP_TOKENS), audio
 
 
