@@ -124,7 +124,7 @@ class GenerationService:
             turns = self._resolve_media(project, inp, engine, Path(scratch))
             counts = self._gemini_counts(turns, inp.system, model.token_profile, engine, inp.media_resolution)
             limit = model.entry.gemini_input_token_limit
-            if enforce_limit and sum(counts.values()) > limit:  # Gemini's own 400, under the accounting countTokens reports
+            if enforce_limit and sum(counts.values()) > limit:  # Gemini's 400, in the accounting countTokens reports
                 raise InvalidArgument(f"The input token count ({sum(counts.values())}) exceeds the maximum number "
                                       f"of tokens allowed ({limit}).")
             with self.engines.lease(model.entry):
@@ -177,7 +177,7 @@ class GenerationService:
         if isinstance(part, FileRef):
             file_id = file_id_of(part.uri)
             if file_id is None:
-                return self._url_media(part, fetcher, scratch / f"url-{position}-prepared")
+                return self._url_media(part, fetcher)
             if not file_id:
                 raise PermissionDenied(f"You do not have permission to access the File {part.uri} or it may not "
                                        "exist.")
@@ -194,12 +194,14 @@ class GenerationService:
         prepared = pipeline.prepare_inline(mime, part.data, self.settings, scratch / str(position))
         return MediaPart(prepared, mime, f"inline[{position}]", part.video, part.resolution)
 
-    def _url_media(self, part: FileRef, fetcher: urls.UrlFetcher, artifact_dir: Path) -> MediaPart:
-        """An http(s) or YouTube fileUri: fetched (once per request), then prepared like an upload."""
+    def _url_media(self, part: FileRef, fetcher: urls.UrlFetcher) -> MediaPart:
+        """An http(s) or YouTube fileUri: fetched and prepared like an upload, once per request."""
         fetched = fetcher.fetch(part.uri, part.mime_type)
-        pipeline.prepare_file(fetched.mime_type, fetched.path, artifact_dir, self.settings)
-        prepared = pipeline.load_prepared(fetched.mime_type, fetched.path, artifact_dir, self.settings)
-        return MediaPart(prepared, fetched.mime_type, part.uri, part.video, part.resolution)
+        if fetched.prepared is None:
+            artifact_dir = fetched.path.with_name(fetched.path.name + "-prepared")
+            pipeline.prepare_file(fetched.mime_type, fetched.path, artifact_dir, self.settings)
+            fetched.prepared = pipeline.load_prepared(fetched.mime_type, fetched.path, artifact_dir, self.settings)
+        return MediaPart(fetched.prepared, fetched.mime_type, part.uri, part.video, part.resolution)
 
     def _transcriber(self):
         if not self.settings.transcribe:

@@ -216,4 +216,5 @@ def test_over_the_gemini_limit_is_geminis_400_but_counted(make_client, tmp_path)
     assert client.get("/v1beta/models/gemini-2.5-flash", headers=H).json()["inputTokenLimit"] == 1000
     assert _post(client, "gemini-2.5-flash", body, verb="countTokens").json()["totalTokens"] == 9 * 258 + 1
     err = assert_error(_post(client, "gemini-2.5-flash", body), 400, "INVALID_ARGUMENT")
-    assert err["message"] == f"The input token count ({9 * 258 + 1}) exceeds the maximum number of tokens allowed (1000)."
+    total = 9 * 258 + 1
+    assert err["message"] == f"The input token count ({total}) exceeds the maximum number of tokens allowed (1000)."

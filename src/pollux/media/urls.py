@@ -45,6 +45,7 @@ YOUTUBE_HOSTS = ("youtube.com", "www.youtube.com", "m.youtube.com", "music.youtu
 class Fetched:
     path: Path  # the bytes, in the request's scratch folder
     mime_type: str  # sniffed and checked like an upload's
+    prepared: object = None  # the caller's prepared media, kept with the bytes for the request
 
 
 def is_url(uri: str) -> bool:
@@ -158,7 +159,8 @@ class UrlFetcher:
         binary = self.settings.youtube_downloader
         if not binary:
             raise InvalidArgument(f"{uri}: YouTube links need a downloader on this server: set youtube_downloader "
-                                  "(POLLUX_YOUTUBE_DOWNLOADER) to a yt-dlp binary, or upload the video with the File API.")
+                                  "(POLLUX_YOUTUBE_DOWNLOADER) to a yt-dlp binary, or upload the video with the "
+                                  "File API.")
         command = [str(binary), "--no-playlist", "--quiet", "--no-progress", "-f", "best[ext=mp4]/best",
                    "--max-filesize", str(self.settings.max_file_bytes), "-o", str(target), "--", uri]
         try:
