@@ -20,8 +20,12 @@ SENTENCE = "The quick brown fox jumps over the lazy dog."
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     models = tmp_path_factory.mktemp("models")  # Whisper base is joined from its PyPI halves once, here
-    with Server(tmp_path_factory.mktemp("data"), env={"POLLUX_TRANSCRIBE": "1",
-                                                       "POLLUX_MODELS_DIR": str(models)}) as s:
+    catalog = tmp_path_factory.mktemp("catalog") / "catalog.toml"  # a small-context model, to see thinning
+    catalog.write_text('[[models]]\nid = "short-context"\ndisplay_name = "short"\ndescription = "2k context"\n'
+                       'engine = "openvino"\nsource = "HuggingFaceTB/SmolVLM2-256M-Video-Instruct"\n'
+                       'family = "smolvlm"\ninput_token_limit = 2000\n')
+    with Server(tmp_path_factory.mktemp("data"), env={"POLLUX_TRANSCRIBE": "1", "POLLUX_MODELS_DIR": str(models),
+                                                       "POLLUX_CATALOG_FILE": str(catalog)}) as s:
         yield s
 
 
@@ -76,3 +80,14 @@ def test_video_while_processing_keeps_geminis_failed_precondition(genai_client, 
         genai_client.models.generate_content(model="gemini-2.5-flash", contents=[f, "Describe."])
     assert e.value.code == 400 and e.value.status == "FAILED_PRECONDITION"
     assert "not in an ACTIVE state" in e.value.message
+
+
+def test_thinning_report_is_tolerated_by_the_sdk(genai_client, tmp_path):
+    """The `polluxThinning` extension field leaves google-genai's parsing alone."""
+    from google.genai import types
+
+    clip = write_video(tmp_path / "long.mp4", seconds=20.0, fps=5, size=(64, 48)).read_bytes()
+    part = types.Part.from_bytes(data=clip, mime_type="video/mp4")
+    answer = genai_client.models.generate_content(model="short-context", contents=[part, "Describe."])
+    frames = [line for line in answer.text.splitlines() if "video frame" in line]
+    assert 1 < len(frames) < 20 and answer.usage_metadata.prompt_token_count >= 20 * 263
