@@ -59,7 +59,7 @@ class EmulatorEngine(Engine):
                 return
 
     def answer(self, prompt: Prompt, params: GenerationParams, index: int = 0) -> str:
-        box = prompt.boxes if prompt.images() else None
+        box = prompt.boxes if _stills(prompt) else None  # as the real engines: boxes on images, not frames
         if params.response_mime_type == "text/x.enum" and params.response_schema:
             return str((params.response_schema.get("enum") or [""])[0])
         if params.response_mime_type == "application/json":
@@ -88,7 +88,7 @@ class EmulatorEngine(Engine):
     def boxes(self, prompt: Prompt) -> list[dict[str, Any]]:
         """The foreground's box in each image (up to 8), labelled with the request's first phrase."""
         label = prompt.boxes.phrases[0] if prompt.boxes else "object"
-        return [{"box_2d": foreground_box(img.image), "label": label} for img in prompt.images()[:8]]
+        return [{"box_2d": foreground_box(img.image), "label": label} for img in _stills(prompt)[:8]]
 
     def _stream(self, text: str, params: GenerationParams, index: int, cancel: threading.Event) -> Iterator[Delta]:
         finish = "STOP"
@@ -107,6 +107,10 @@ class EmulatorEngine(Engine):
             sent += piece
             yield Delta(text=piece, candidate=index, output_tokens=estimate_tokens(sent))
         yield Delta(text="", candidate=index, finish_reason=finish, output_tokens=estimate_tokens(sent))
+
+
+def _stills(prompt: Prompt) -> list[Image]:
+    return [im for im in prompt.images() if im.modality == "IMAGE"]
 
 
 def _describe(seg) -> str:
