@@ -2,8 +2,8 @@
 
 import pytest
 
-from tests.clients.conftest import (PROJECT_PYTHON, assert_box_matches, assert_usage, case, python_driver,
-                                    run_driver)
+from tests.clients.suite import (PROJECT_PYTHON, assert_box_matches, assert_usage, case, python_driver,
+                                run_driver)
 
 pytestmark = pytest.mark.clients
 
@@ -35,7 +35,7 @@ def test_files_list_has_upload(results):
 
 def test_generate_with_uploaded_image(results):
     r = case(results, "generate_image")
-    assert "image 400x300" in r["text"] or "image " in r["text"], r["text"]
+    assert "(original 400x300)" in r["text"], r["text"]
     assert_usage(r["usage"], "prompt_tokens", "output_tokens", "total_tokens")
     assert r["usage"]["prompt_tokens"] > 258  # the image counts
 
