@@ -38,6 +38,11 @@ def test_image_part(results):
     assert r["usage"]["inputTokens"] > 258
 
 
+def test_output_object(results):
+    out = case(results, "output_object")["output"]
+    assert set(out["recipe"]) == {"name", "steps"} and isinstance(out["recipe"]["steps"], list), out
+
+
 def test_uploaded_file(results):
     r = case(results, "uploaded_file")
     assert r["reference"]["google"].split("/files/")[-1], r["reference"]

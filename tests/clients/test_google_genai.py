@@ -38,6 +38,7 @@ def test_generate_with_uploaded_image(results):
     assert "(original 400x300)" in r["text"], r["text"]
     assert_usage(r["usage"], "prompt_tokens", "output_tokens", "total_tokens")
     assert r["usage"]["prompt_tokens"] > 258  # the image counts
+    assert r["model_version"] == "gemini-3.5-flash"  # the name round-trips
 
 
 def test_generate_with_audio_right_after_upload(results):
@@ -45,6 +46,16 @@ def test_generate_with_audio_right_after_upload(results):
     assert r["file"]["mime_type"] == "audio/mpeg"
     assert "audio 2.0 s" in r["text"], r["text"]
     assert_usage(r["usage"], "prompt_tokens", "output_tokens")
+
+
+def test_generate_with_inline_audio(results):
+    r = case(results, "generate_inline_audio")
+    assert "audio 2.0 s" in r["text"], r["text"]
+    assert_usage(r["usage"], "prompt_tokens", "output_tokens")
+
+
+def test_count_tokens_audio_right_after_upload(results):
+    assert case(results, "count_tokens_audio")["total_tokens"] >= 64  # 2 s at Gemini's 32 tokens a second
 
 
 def test_generate_with_video_once_active(results):
@@ -72,6 +83,17 @@ def test_models_get_current_names(results, name):
     assert m["name"] == f"models/{name}"
     assert m["input_token_limit"] > 0 and m["output_token_limit"] > 0
     assert "generateContent" in m["supported_actions"] and "countTokens" in m["supported_actions"]
+
+
+def test_json_schema_parsed(results):
+    r = case(results, "json_schema")
+    assert r["parsed"] and set(r["parsed"][0]) == {"recipe_name", "ingredients"}, r
+    assert_usage(r["usage"], "prompt_tokens", "output_tokens")
+
+
+def test_unsupported_response_modality_is_gemini_400(results):
+    r = case(results, "unsupported_modality_is_400")
+    assert (r.get("error_code"), r.get("error_status")) == (400, "INVALID_ARGUMENT"), r
 
 
 def test_long_video_count_fits_input_token_limit(results):

@@ -33,6 +33,11 @@ def test_image_message(results):
     assert r["usage"]["input_tokens"] > 258
 
 
+def test_structured_output(results):
+    r = case(results, "structured_output")
+    assert r["type"] == "Recipe" and set(r["value"]) == {"name", "ingredients"}, r
+
+
 def test_uploaded_file_message(results):
     r = case(results, "uploaded_file_message")
     assert "(original 400x300)" in r["text"] and "What is in this file?" in r["text"], r["text"]

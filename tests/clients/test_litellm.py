@@ -26,6 +26,10 @@ def test_streaming(results):
     assert_usage(r["usage"], "prompt_tokens", "completion_tokens")
 
 
+def test_json_schema_response_format(results):
+    assert set(case(results, "json_schema")["value"]) == {"name", "ingredients"}
+
+
 def test_image(results):
     r = case(results, "image")
     assert "(original 400x300)" in r["text"] and "What's in this image?" in r["text"], r["text"]

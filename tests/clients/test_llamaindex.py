@@ -36,6 +36,11 @@ def test_chat_with_image(results):
     assert_usage(r["usage"], "prompt_tokens", "total_tokens")
 
 
+def test_structured_predict(results):
+    r = case(results, "structured_predict")
+    assert r["type"] == "Song" and set(r["value"]) == {"name", "artist"}, r
+
+
 def test_chat_with_image_via_file_api(results):
     r = case(results, "chat_image_via_file_api")
     assert "(original 400x300)" in r["text"], r["text"]

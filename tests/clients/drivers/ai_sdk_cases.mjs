@@ -4,7 +4,8 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createGoogleGenerativeAI } from '@ai-sdk/google';
-import { generateText, streamText, uploadFile } from 'ai';
+import { generateText, Output, streamText, uploadFile } from 'ai';
+import { z } from 'zod';
 
 const [baseUrl, mediaDir, out] = process.argv.slice(2);
 const MODEL = 'gemini-3.5-flash';
@@ -32,6 +33,14 @@ const cases = {
       ] }],
     });
     return { text: r.text, usage: usage(r.usage) };
+  },
+  async output_object() {
+    const r = await generateText({
+      model: google(MODEL),
+      output: Output.object({ schema: z.object({ recipe: z.object({ name: z.string(), steps: z.array(z.string()) }) }) }),
+      prompt: 'Generate a lasagna recipe.',
+    });
+    return { output: r.output };
   },
   async uploaded_file() {
     const up = await uploadFile({ api: google, data: new Uint8Array(png), mediaType: 'image/png' });

@@ -51,7 +51,7 @@ def files_list(ctx):
 
 def generate_image(ctx):
     r = _client(ctx).models.generate_content(model=MODEL, contents=[ctx.shared["image"], "Describe this image."])
-    return {"text": r.text, "usage": _usage(r)}
+    return {"text": r.text, "usage": _usage(r), "model_version": r.model_version}
 
 
 def generate_audio(ctx):
@@ -60,6 +60,21 @@ def generate_audio(ctx):
     f = client.files.upload(file=str(ctx.media / "sample.mp3"))
     r = client.models.generate_content(model=MODEL, contents=["Describe this audio clip", f])
     return {"file": _file(f), "text": r.text, "usage": _usage(r)}
+
+
+def generate_inline_audio(ctx):
+    """The Audio docs' inline form: the bytes in the request."""
+    r = _client(ctx).models.generate_content(model=MODEL, contents=[
+        "Describe this audio clip", types.Part.from_bytes(data=(ctx.media / "sample.mp3").read_bytes(),
+                                                          mime_type="audio/mp3")])
+    return {"text": r.text, "usage": _usage(r)}
+
+
+def count_tokens_audio(ctx):
+    """The Counting_Tokens notebook: count an audio file straight after its upload."""
+    client = _client(ctx)
+    f = client.files.upload(file=str(ctx.media / "sample.mp3"))
+    return {"total_tokens": client.models.count_tokens(model=MODEL, contents=[f]).total_tokens}
 
 
 def generate_video(ctx):
@@ -96,6 +111,30 @@ def models_get(ctx):
         except errors.APIError as e:
             out[name] = {"error": f"{e.code} {e.status}: {e.message}"}
     return {"models": out}
+
+
+def json_schema(ctx):
+    """The structured-output docs: a Pydantic schema, read back through response.parsed."""
+    from pydantic import BaseModel
+
+    class Recipe(BaseModel):
+        recipe_name: str
+        ingredients: list[str]
+
+    r = _client(ctx).models.generate_content(
+        model=MODEL, contents="List a few popular cookie recipes, and include the amounts of ingredients.",
+        config={"response_mime_type": "application/json", "response_schema": list[Recipe]})
+    return {"parsed": [x.model_dump() for x in r.parsed], "usage": _usage(r)}
+
+
+def unsupported_modality_is_400(ctx):
+    """Code that asks for an image answer and falls back on Gemini's 400 when a model cannot give one."""
+    try:
+        r = _client(ctx).models.generate_content(model=MODEL, contents="Draw a cat.",
+                                                 config={"response_modalities": ["IMAGE"]})
+        return {"answer": r.text}
+    except errors.APIError as e:
+        return {"error_code": e.code, "error_status": e.status, "message": e.message}
 
 
 def long_video_fits(ctx):
@@ -158,6 +197,7 @@ def files_delete(ctx):
 
 
 if __name__ == "__main__":
-    run({f.__name__: f for f in (files_upload, files_get, files_list, generate_image, generate_audio, generate_video,
-                                 generate_stream, count_tokens, models_get, long_video_fits,
+    run({f.__name__: f for f in (files_upload, files_get, files_list, generate_image, generate_audio,
+                                 generate_inline_audio, count_tokens_audio, generate_video, generate_stream, count_tokens, models_get,
+                                 json_schema, unsupported_modality_is_400, long_video_fits,
                                  boxes_system_instruction, files_delete)})

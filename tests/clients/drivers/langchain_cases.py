@@ -42,6 +42,17 @@ def image_message(ctx):
     return {"text": msg.text, "usage": _usage(msg)}
 
 
+def structured_output(ctx):
+    from pydantic import BaseModel
+
+    class Recipe(BaseModel):
+        name: str
+        ingredients: list[str]
+
+    r = _llm(ctx).with_structured_output(Recipe).invoke("Give me a cookie recipe.")
+    return {"type": type(r).__name__, "value": r.model_dump()}
+
+
 def uploaded_file_message(ctx):
     """An upload through the model's own google-genai client, then a `file` block with its uri."""
     llm = _llm(ctx)
@@ -55,4 +66,4 @@ def uploaded_file_message(ctx):
 
 
 if __name__ == "__main__":
-    run({f.__name__: f for f in (invoke, stream, image_message, uploaded_file_message)})
+    run({f.__name__: f for f in (invoke, stream, image_message, structured_output, uploaded_file_message)})

@@ -46,5 +46,17 @@ def image(ctx):
     return {"text": r.choices[0].message.content, "usage": _usage(r.usage)}
 
 
+def json_schema(ctx):
+    from pydantic import BaseModel
+
+    class Recipe(BaseModel):
+        name: str
+        ingredients: list[str]
+
+    r = litellm.completion(messages=[{"role": "user", "content": "Give me a cookie recipe."}], response_format=Recipe,
+                           **_kw(ctx))
+    return {"value": Recipe.model_validate_json(r.choices[0].message.content).model_dump()}
+
+
 if __name__ == "__main__":
-    run({f.__name__: f for f in (completion, streaming, image)})
+    run({f.__name__: f for f in (completion, streaming, image, json_schema)})

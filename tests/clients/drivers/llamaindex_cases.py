@@ -43,6 +43,18 @@ def chat_image(ctx):
                                                                                            "total_tokens")}}
 
 
+def structured_predict(ctx):
+    from llama_index.core.prompts import PromptTemplate
+    from pydantic import BaseModel
+
+    class Song(BaseModel):
+        name: str
+        artist: str
+
+    r = ctx.shared["llm"].structured_predict(Song, PromptTemplate("Generate a song about {topic}"), topic="the sea")
+    return {"type": type(r).__name__, "value": r.model_dump()}
+
+
 def chat_image_via_file_api(ctx):
     """file_mode='fileapi': the image goes up through the Files API, is used, then deleted."""
     llm = _llm(ctx, file_mode="fileapi")
@@ -52,4 +64,5 @@ def chat_image_via_file_api(ctx):
 
 
 if __name__ == "__main__":
-    run({f.__name__: f for f in (construct, complete, stream_complete, chat_image, chat_image_via_file_api)})
+    run({f.__name__: f for f in (construct, complete, stream_complete, chat_image, structured_predict,
+                                 chat_image_via_file_api)})
