@@ -19,13 +19,14 @@ if [ "$(cat "$WORK/.installed" 2>/dev/null)" = "$want" ]; then
   exit 0
 fi
 
-reachable() {  # both registries answer (an install cannot run offline)
-  "$PYTHON" -m pip download --no-deps -q -d "$WORK/.probe" filetype==1.2.0 >/dev/null 2>&1 && npm ping >/dev/null 2>&1
-}
-if ! reachable; then
-  echo "client-deps: PyPI or npm cannot be reached; not installing the client suite's packages" >&2
+cannot() {  # the install cannot run here: say why, exit 75
+  echo "client-deps: $1; the client suite's packages are not installed" >&2
   exit 75
-fi
+}
+command -v npm >/dev/null || cannot "npm is not installed"
+"$PYTHON" -m venv --help >/dev/null 2>&1 || cannot "$PYTHON has no venv module"
+"$PYTHON" -m pip download --no-deps -q -d "$WORK/.probe" filetype==1.2.0 >/dev/null 2>&1 || cannot "PyPI cannot be reached"
+npm ping >/dev/null 2>&1 || cannot "the npm registry cannot be reached"
 
 venv() {  # $1 = folder, $2 = pins file
   rm -rf "$1"

@@ -1,11 +1,14 @@
 """google-genai, the current release (clients venv) and requirements.txt's pin (this interpreter)."""
 
+from pathlib import Path
+
 import pytest
 
 from tests.clients.suite import (PROJECT_PYTHON, assert_box_matches, assert_usage, case, python_driver,
                                 run_driver)
 
 pytestmark = pytest.mark.clients
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module", params=["current", "pinned"])
@@ -13,6 +16,17 @@ def results(request, clients, server, media, tmp_path_factory):
     python = clients.venv_python if request.param == "current" else PROJECT_PYTHON
     out = tmp_path_factory.mktemp(f"genai-{request.param}") / "results.json"
     return run_driver(python_driver(python, "genai_cases.py"), server, media, out)
+
+
+def test_runs_the_intended_release(results, request):
+    """`current` is the newest release when pinned (tests/clients/pins); `pinned` is requirements.txt's."""
+    wanted = {"current": _pin("tests/clients/pins/clients.txt"), "pinned": _pin("requirements.txt")}
+    assert case(results, "version")["version"] == wanted[request.node.callspec.params["results"]]
+
+
+def _pin(path: str) -> str:
+    lines = (ROOT / path).read_text().splitlines()
+    return next(line.split("==")[1].strip() for line in lines if line.startswith("google-genai=="))
 
 
 def test_files_upload(results):

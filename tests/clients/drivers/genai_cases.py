@@ -33,6 +33,12 @@ def _usage(r) -> dict:
             "total_tokens": u.total_token_count} if u else {}
 
 
+def version(ctx):
+    from google.genai import version as v
+
+    return {"version": v.__version__}
+
+
 def files_upload(ctx):
     client = _client(ctx)
     f = client.files.upload(file=str(ctx.media / "boxes.png"), config={"display_name": "socks photo"})
@@ -197,7 +203,7 @@ def files_delete(ctx):
 
 
 if __name__ == "__main__":
-    run({f.__name__: f for f in (files_upload, files_get, files_list, generate_image, generate_audio,
+    run({f.__name__: f for f in (version, files_upload, files_get, files_list, generate_image, generate_audio,
                                  generate_inline_audio, count_tokens_audio, generate_video, generate_stream, count_tokens, models_get,
                                  json_schema, unsupported_modality_is_400, long_video_fits,
                                  boxes_system_instruction, files_delete)})
