@@ -15,11 +15,10 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
-from tests.clients.suite import BOX_PIXELS
+from tests.clients.suite import BOX_PIXELS, ROOT
 from tests.fixtures.media import write_audio, write_video
 from tests.fixtures.server import Server
 
-ROOT = Path(__file__).resolve().parents[2]
 WORK = Path(os.environ.get("CLIENTS_WORK") or ROOT / ".work" / "clients")
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from tests.fixtures.server import Server
 
+ROOT = Path(__file__).resolve().parents[2]
 DRIVERS = Path(__file__).resolve().parent / "drivers"
 PROJECT_PYTHON = sys.executable  # carries requirements.txt's pinned google-genai
-KEY = "test-key"
 # The red rectangle of boxes.png, [x1, y1, x2, y2] in pixels of its 400x300 canvas.
 BOX_PIXELS = (100, 60, 200, 180)
 

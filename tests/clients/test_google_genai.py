@@ -1,19 +1,17 @@
 """google-genai, the current release (clients venv) and requirements.txt's pin (this interpreter)."""
 
-from pathlib import Path
-
 import pytest
 
-from tests.clients.suite import (PROJECT_PYTHON, assert_box_matches, assert_usage, case, python_driver,
+from tests.clients.suite import (PROJECT_PYTHON, ROOT, assert_box_matches, assert_usage, case, python_driver,
                                 run_driver)
 
 pytestmark = pytest.mark.clients
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module", params=["current", "pinned"])
-def results(request, clients, server, media, tmp_path_factory):
-    python = clients.venv_python if request.param == "current" else PROJECT_PYTHON
+def results(request, server, media, tmp_path_factory):
+    # The pinned release is this interpreter's own: it runs even where the clients cannot be installed.
+    python = request.getfixturevalue("clients").venv_python if request.param == "current" else PROJECT_PYTHON
     out = tmp_path_factory.mktemp(f"genai-{request.param}") / "results.json"
     return run_driver(python_driver(python, "genai_cases.py"), server, media, out)
 
