@@ -40,6 +40,12 @@ class Settings(BaseModel):
     max_audio_seconds: float = 9.5 * 3600  # Gemini takes up to 9.5 hours of audio in one prompt
     max_image_pixels: int = 178_956_970  # Pillow's own bomb threshold
     max_images_per_request: int = 3600
+    # The image decode budget (media/decode_budget.py): a huge declared size costs its full pixels in RAM.
+    max_concurrent_decodes: int = Field(4, ge=1, description="image decodes running at once")
+    max_decode_pixels: int = Field(250_000_000, ge=1, description="pixels all running image decodes may hold "
+                                   "together (one image larger than this still runs, alone)")
+    decode_wait_seconds: float = Field(30.0, ge=0, description="how long a request waits for decode budget "
+                                       "before 503 UNAVAILABLE (background jobs wait as long as needed)")
     transcribe: bool = Field(True, description="speech-to-text for video audio tracks and audio files")
     whisper_model: str | None = Field(None, description="faster-whisper model (path or hub id); default Whisper base")
 

@@ -9,12 +9,13 @@ from collections.abc import AsyncIterator
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from pollux.api import json_reader
 from pollux.api.context import ctx
 from pollux.api.errors import error_body
 from pollux.api.schema import (CountTokensRequest, GenerateContentRequest, GenerationConfig, openapi_to_json_schema,
                                parse)
 from pollux.engines.base import GenerationParams
-from pollux.errors import InvalidArgument, PayloadTooLarge, PolluxError
+from pollux.errors import InvalidArgument, PolluxError
 from pollux.generation import FileRef, GenerateInput, InlineRef, Job
 from pollux.prompt import mmss
 from pollux.prompt_types import VideoOptions
@@ -23,29 +24,8 @@ RESPONSE_MIME_TYPES = ("text/plain", "application/json", "text/x.enum")
 
 
 async def read_json(request: Request) -> dict:
-    """The body as JSON, refusing it as soon as it crosses the inline request limit."""
-    limit = ctx(request).settings.max_inline_bytes
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"Request payload size exceeds the limit: {limit} bytes. "
-                              "Upload large media with the File API instead.")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"Request payload size exceeds the limit: {limit} bytes. "
-                                  "Upload large media with the File API instead.")
-        chunks.append(chunk)
-    raw = b"".join(chunks)
-    if not raw.strip():
-        return {}
-    try:
-        data = json.loads(raw)
-    except ValueError as e:
-        raise InvalidArgument(f"Invalid JSON payload received. {e}") from None
-    if not isinstance(data, dict):
-        raise InvalidArgument("Invalid JSON payload received. Expected a JSON object.")
-    return data
+    """The body as a JSON object (read leniently, as Gemini does), refused once it crosses the inline limit."""
+    return await json_reader.read_object(request, ctx(request).settings.max_inline_bytes)
 
 
 def to_input(req: GenerateContentRequest) -> GenerateInput:
