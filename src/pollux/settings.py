@@ -49,10 +49,19 @@ class Settings(BaseModel):
     transcribe: bool = Field(True, description="speech-to-text for video audio tracks and audio files")
     whisper_model: str | None = Field(None, description="faster-whisper model (path or hub id); default Whisper base")
 
+    processing_wait_seconds: float = Field(
+        120.0, description="how long a request naming a PROCESSING audio file waits for it before a 400")
+
+    # Media named by URL in fileData.fileUri.
+    allow_private_urls: bool = Field(False, description="fetch loopback/private/link-local URLs too")
+    youtube_downloader: str | None = Field(None, description="a yt-dlp binary for YouTube links; else they get a 400")
+
     # Engines and weights.
     models_dir: Path | None = Field(None, description="where pulled/converted weights live; default data_dir/models")
     catalog_file: Path | None = None
     default_model: str = "smolvlm2-256m"
+    strict_model_names: bool = Field(False, description="answer names outside Gemini's documented forms with "
+                                                        "Gemini's exact 404 (no Pollux hint, no loose matching)")
     device: str = "cpu"
     idle_unload_seconds: float = 0.0
 

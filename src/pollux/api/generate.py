@@ -17,6 +17,7 @@ from pollux.api.schema import (CountTokensRequest, GenerateContentRequest, Gener
 from pollux.engines.base import GenerationParams
 from pollux.errors import InvalidArgument, PolluxError
 from pollux.generation import FileRef, GenerateInput, InlineRef, Job
+from pollux.prompt import mmss
 from pollux.prompt_types import VideoOptions
 
 RESPONSE_MIME_TYPES = ("text/plain", "application/json", "text/x.enum")
@@ -46,9 +47,9 @@ def to_input(req: GenerateContentRequest) -> GenerateInput:
             if part.text is not None:
                 parts.append(part.text)
             elif part.inline_data is not None:
-                parts.append(InlineRef(part.inline_data.mime_type, part.inline_data.data, video))
+                parts.append(InlineRef(part.inline_data.mime_type, part.inline_data.data, video, part.media_resolution))
             elif part.file_data is not None:
-                parts.append(FileRef(part.file_data.file_uri, part.file_data.mime_type, video))
+                parts.append(FileRef(part.file_data.file_uri, part.file_data.mime_type, video, part.media_resolution))
             else:
                 kinds = sorted(part.model_extra or {}) or ["empty part"]
                 raise InvalidArgument(f"contents[{i}].parts[{j}]: {', '.join(kinds)} is not supported; "
@@ -57,7 +58,20 @@ def to_input(req: GenerateContentRequest) -> GenerateInput:
     system = None
     if req.system_instruction is not None:
         system = "\n".join(p.text for p in req.system_instruction.parts if p.text) or None
-    return GenerateInput(turns, system, to_params(req.generation_config))
+    cfg = req.generation_config
+    _check_modalities(cfg)
+    thinking = cfg.thinking_config if cfg else None
+    return GenerateInput(turns, system, to_params(cfg), media_resolution=cfg.media_resolution if cfg else None,
+                         thinking_budget=thinking.thinking_budget if thinking else None,
+                         thinking_level=thinking.thinking_level if thinking else None)
+
+
+def _check_modalities(cfg: GenerationConfig | None) -> None:
+    """Pollux answers in text only: Gemini's 400 for a text model asked for images or audio."""
+    wanted = [m for m in (cfg.response_modalities or []) if m in ("IMAGE", "AUDIO")] if cfg else []
+    if wanted:
+        raise InvalidArgument("Model does not support the requested response modalities: "
+                              + ",".join(m.lower() for m in wanted))
 
 
 def to_params(cfg: GenerationConfig | None) -> GenerationParams:
@@ -76,11 +90,22 @@ def to_params(cfg: GenerationConfig | None) -> GenerationParams:
         response_schema=schema)
 
 
-async def _job(request: Request) -> Job:
+async def _job(request: Request, method: str) -> Job:
     c = ctx(request)
     project = c.auth.project(request)
-    req = parse(GenerateContentRequest, await read_json(request))
-    return await c.generation.prepare(project, request.path_params["model"], to_input(req))
+    version = request.path_params.get("version", "v1beta")
+    req = parse(GenerateContentRequest, await read_json(request), version)
+    return await c.generation.prepare(project, request.path_params["model"], to_input(req), api_version=version,
+                                      method=method)
+
+
+def thinning_json(job: Job) -> dict:
+    """Extension field: the videos whose frames did not all fit the local model's context, which frames it
+    was given (MM:SS) and how many were sampled. SDKs ignore fields they do not know."""
+    if not job.prompt.thinning:
+        return {}
+    return {"polluxThinning": [{"source": t.source, "framesSampled": t.sampled, "framesUsed": len(t.used_at),
+                                "usedAt": [mmss(s) for s in t.used_at]} for t in job.prompt.thinning]}
 
 
 def usage_json(job: Job, output_tokens: int | None) -> dict:
@@ -121,7 +146,7 @@ def _candidate(index: int, text: str, finish: str | None) -> dict:
 
 
 async def generate_content(request: Request) -> JSONResponse:
-    job = await _job(request)
+    job = await _job(request, "generateContent")
     cands = _Candidates(job.params.candidate_count)
     async for delta in ctx(request).generation.stream(job):
         cands.add(delta)
@@ -130,12 +155,13 @@ async def generate_content(request: Request) -> JSONResponse:
         "usageMetadata": usage_json(job, sum(cands.tokens)),
         "modelVersion": job.model.requested,
         "responseId": secrets.token_urlsafe(12),
+        **thinning_json(job),
     }
     return JSONResponse(body, headers=_native_headers(job))
 
 
 async def stream_generate_content(request: Request) -> Response:
-    job = await _job(request)
+    job = await _job(request, "streamGenerateContent")
     sse = request.query_params.get("alt", "").lower() == "sse"
     response_id = secrets.token_urlsafe(12)
 
@@ -149,7 +175,8 @@ async def stream_generate_content(request: Request) -> Response:
                     continue
                 yield {"candidates": [_candidate(delta.candidate, delta.text, delta.finish_reason)],
                        "usageMetadata": usage_json(job, sum(cands.tokens) if done else None),
-                       "modelVersion": job.model.requested, "responseId": response_id}
+                       "modelVersion": job.model.requested, "responseId": response_id,
+                       **(thinning_json(job) if done else {})}
         except PolluxError as e:
             yield error_body(e)[1]
 
@@ -172,8 +199,11 @@ async def stream_generate_content(request: Request) -> Response:
 async def count_tokens(request: Request) -> JSONResponse:
     c = ctx(request)
     project = c.auth.project(request)
-    req = parse(CountTokensRequest, await read_json(request)).as_generate()
-    job = await c.generation.prepare(project, request.path_params["model"], to_input(req))
+    version = request.path_params.get("version", "v1beta")
+    req = parse(CountTokensRequest, await read_json(request), version).as_generate()
+    job = await c.generation.prepare(project, request.path_params["model"], to_input(req), api_version=version,
+                                     method="countTokens")
     body = {"totalTokens": job.usage.prompt_tokens,
-            "promptTokensDetails": [{"modality": k, "tokenCount": v} for k, v in job.usage.by_modality.items()]}
+            "promptTokensDetails": [{"modality": k, "tokenCount": v} for k, v in job.usage.by_modality.items()],
+            **thinning_json(job)}
     return JSONResponse(body, headers=_native_headers(job))
