@@ -42,7 +42,7 @@ def _body(key: str, schema) -> dict:
     ({"type": "STRING", "format": 5}, "response_schema.format"),
     ({"type": "STRING", "nullable": "yes"}, "response_schema.nullable"),
     ({"type": "STRING", "bogusField": 1}, "bogusField"),
-    ("x", "responseSchema"),
+    ("x", "response_schema"),
     ({"type": "ARRAY", "minItems": "1000000000", "items": {"type": "STRING"}}, "too many states"),
     ({"type": "ARRAY", "minItems": 1000, "items": {"type": "ARRAY", "minItems": 1000}}, "too many states"),
 ])
@@ -58,7 +58,7 @@ def test_malformed_response_schema_is_a_400_naming_the_field(client, schema, fie
     ({"anyOf": [1]}, "response_json_schema.anyOf[0]"),
     ({"type": "string", "pattern": "("}, "response_json_schema.pattern"),
     ({"type": "string", "enum": []}, "enum"),
-    ([1], "responseJsonSchema"),
+    ([1], "response_json_schema"),
     ({"$ref": "#/$defs/missing"}, "does not resolve"),
     ({"$ref": "https://example.com/schema.json"}, "does not resolve"),
 ])

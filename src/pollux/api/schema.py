@@ -255,11 +255,6 @@ class GenerationConfig(Wire):
             return None
         return [_enum(MODALITIES, m, "GenerationConfig.Modality", suffix=f"[{i}]") for i, m in enumerate(v)]
 
-
-REQUEST_FIELDS = frozenset({"model", "contents", "system_instruction", "generation_config", "safety_settings",
-                            "tools", "tool_config", "cached_content", "labels", "service_tier", "store",
-                            "model_armor_config"})
-
     # Checked here (InvalidArgument passes through pydantic untouched) so a bad schema never reaches an engine.
     @field_validator("response_schema", mode="after")
     @classmethod
@@ -272,6 +267,11 @@ REQUEST_FIELDS = frozenset({"model", "contents", "system_instruction", "generati
     @classmethod
     def _response_json_schema(cls, v: dict | None) -> dict | None:
         return None if v is None else checked_json_schema(v)
+
+
+REQUEST_FIELDS = frozenset({"model", "contents", "system_instruction", "generation_config", "safety_settings",
+                            "tools", "tool_config", "cached_content", "labels", "service_tier", "store",
+                            "model_armor_config"})
 
 
 class GenerateContentRequest(Wire):
