@@ -25,8 +25,11 @@ def page_size(raw: str | None) -> int | None:
     """`pageSize` as an integer: "10" and "10.0" are fine; inf, 1e400, 2.5 and words are a 400."""
     if not raw:
         return None
-    value = float(raw) if _NUMBER.match(raw) else math.nan
-    if not math.isfinite(value) or value != int(value):
+    if raw.strip().lstrip("+-").isdigit() and len(raw) < 1000:
+        value: float = int(raw)
+    else:
+        value = float(raw) if _NUMBER.match(raw) else math.nan
+    if isinstance(value, float) and (not math.isfinite(value) or value != int(value)):
         raise InvalidArgument(f"Invalid pageSize {raw[:100]!r}: expected an integer.")
     return max(min(int(value), 2**31), -(2**31))  # the service clamps; keep the integer small
 

@@ -32,6 +32,7 @@ from pollux.errors import (AlreadyExists, FileNotActive, InvalidArgument, NotFou
                            PermissionDenied, PolluxError, ResourceExhausted, UnsupportedMedia)
 from pollux.files import recovery
 from pollux.files.blobs import LocalBlobStore
+from pollux.files.dirlock import DirLock
 from pollux.files.locks import SessionBusy, SessionLocks
 from pollux.files.processing import Processor
 from pollux.files.records import FileRecord, State, UploadSession
@@ -90,6 +91,7 @@ class FileService:
         self._sessions = SessionLocks()
         self._recovered = False
         self.recover()  # before anything is served: a data dir we cannot trust stops the app being built
+        self._dir_lock = DirLock(self.blobs.root, exclusive=False)  # tells `pollux doctor` a server is here
 
     # ---- life cycle ----
     def recover(self) -> None:
@@ -104,6 +106,8 @@ class FileService:
     def start(self) -> None:
         """Recover after a crash, drop dead sessions, resume PROCESSING jobs."""
         self.recover()
+        if not self._dir_lock.held:
+            self._dir_lock = DirLock(self.blobs.root, exclusive=False)
         self.sweep()
         self.processor.start()
         self.resume_processing()
@@ -114,6 +118,7 @@ class FileService:
             self.store.checkpoint()  # after a clean stop pollux.db alone holds every row
         except Exception as e:  # a read-only or full disk: the WAL is still valid, just not folded in
             log.warning("could not checkpoint the metadata database: %s", e)
+        self._dir_lock.release()
 
     def resume_processing(self) -> None:
         """Submit every PROCESSING file that is not being worked on (after a start, or a full disk)."""
