@@ -72,10 +72,12 @@ class Processor:
         with self._idle:
             return self._idle.wait_for(lambda: not self._queued, timeout)
 
-    def waiting_for_space(self) -> bool:
+    def take_waiting(self) -> set[str]:
+        """Jobs put back for a full or read-only disk whose run has ended: to be submitted again."""
         with self._lock:
-            waiting, self._no_space = bool(self._no_space), set()
-        return waiting
+            ready = self._no_space - self._queued
+            self._no_space -= ready
+        return ready
 
     def is_cancelled(self, file_id: str) -> bool:
         """The file was deleted or the server is stopping: its job should end."""

@@ -139,8 +139,8 @@ class FileService:
             self.blobs.discard_staging(s.id)
             self.store.delete_session(s.id)
             self._forget_hasher(s.id)
-        if self.processor.waiting_for_space():
-            self.resume_processing()
+        for key in self.processor.take_waiting():  # the disk was full: try again (state is re-checked)
+            self.processor.submit(key)
         return count
 
     # ---- queries ----

@@ -27,6 +27,7 @@ from sqlalchemy import (BigInteger, Boolean, Column, Float, Index, Integer, Meta
 from sqlalchemy.exc import DatabaseError, OperationalError
 
 from pollux.files.records import FileRecord, UploadSession
+from pollux.files.storage_errors import not_writable
 
 if TYPE_CHECKING:
     from pollux.settings import Settings
@@ -136,6 +137,9 @@ class MetadataStore:
             self._migrate()
         except (DatabaseError, OperationalError) as e:
             self.engine.dispose()
+            if not_writable(e):
+                raise StorageError(f"The metadata database {_safe_url(url)} is not writable ({e.orig or e}): mount the "
+                                   "data dir read-write or pass another --data-dir.") from None
             raise StorageError(f"The metadata database {_safe_url(url)} cannot be opened: {e.orig or e}. "
                                "Restore it from a backup or run `pollux doctor` to inspect the data dir.") from None
 
