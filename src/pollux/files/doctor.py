@@ -69,6 +69,9 @@ def run_doctor(store: MetadataStore, blobs: LocalBlobStore, dry_run: bool = Fals
         for sid in found.unexplained_staging:
             report.problem(f"staging file of unknown upload session {sid[:12]}… (kept)")
         for rec in found.dangling_rows:
+            if rec.state == State.FAILED:  # already unusable, as the API says
+                report.note(f"files/{rec.id} (project {rec.project}) is FAILED and has no bytes")
+                continue
             report.problem(f"files/{rec.id} (project {rec.project}): its bytes are missing")
             bad.append((rec, "its stored bytes are missing"))
         for sid in found.lost_sessions:
