@@ -119,3 +119,38 @@ def test_a_shutdown_mid_processing_keeps_the_upload_and_resumes_it(settings, tmp
     assert again.processor.wait_idle(60)
     assert again.get("demo", rec.name).state == State.ACTIVE
     again.stop()
+
+
+def test_an_interrupted_commit_rolls_back_while_its_bytes_are_staged(settings):
+    """A crash after the commit intent was recorded but before the rename: the session is resumable again
+    and a retried finalize commits it with every check."""
+    svc = FileService(settings)
+    data = png_bytes()
+    s = svc.start_upload("demo", NewFile(mime_type="image/png"), "resumable")
+    asyncio.run(svc.append(s.id, 0, _chunks(data)))
+    from pollux.files.records import FileRecord
+
+    rec = FileRecord(id=s.file_id, project="demo", display_name="", mime_type="image/png", size_bytes=len(data),
+                     sha256="0" * 64, state="ACTIVE", create_time=s.create_time, update_time=s.create_time,
+                     expiration_time=s.expire_time)
+    assert svc.store.begin_commit(s.id, rec)  # ... and the process dies here
+    svc.stop()
+    again = FileService(settings)
+    assert again.session(s.id).status == "active" and again.session(s.id).received == len(data)
+    done = asyncio.run(again.finalize(s.id))
+    assert again.blobs.blob_path(done.key).read_bytes() == data
+
+
+def test_a_blob_renamed_without_an_intent_goes_back_to_its_session(settings):
+    """Data dirs written before commit intents existed: a blob renamed for an active session whose row
+    never came is that session's bytes, not an orphan."""
+    svc = FileService(settings)
+    data = png_bytes()
+    s = svc.start_upload("demo", NewFile(mime_type="image/png"), "resumable")
+    asyncio.run(svc.append(s.id, 0, _chunks(data)))
+    svc.stop()
+    svc.blobs.commit(s.id, s.file_id)  # the old order: rename, then crash before the row
+    again = FileService(settings)
+    assert again.blobs.staging_size(s.id) == len(data)
+    done = asyncio.run(again.finalize(s.id))
+    assert again.blobs.blob_path(done.key).read_bytes() == data

@@ -99,6 +99,10 @@ class LocalBlobStore:
             _fsync_dir(self.blobs)
         return dst
 
+    def uncommit(self, key: str, session_id: str) -> None:
+        """Put a renamed blob back in staging (a commit whose row never came: the upload resumes)."""
+        os.replace(self.blob_path(key), self.staging_path(session_id))
+
     def discard_staging(self, session_id: str) -> None:
         self.staging_path(session_id).unlink(missing_ok=True)
 

@@ -45,6 +45,3 @@ class SessionLocks:
             users[0] -= 1
             if not users[0]:
                 self._locks.pop(session_id, None)
-
-    def busy(self, session_id: str) -> bool:
-        return session_id in self._locks

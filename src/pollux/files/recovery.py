@@ -61,6 +61,11 @@ def settle_commits(store: MetadataStore, blobs: LocalBlobStore) -> dict[str, lis
             log.error("upload session %s was committing %s but its bytes are gone", s.id, rec.key)
             store.update_session(s.id, status="cancelled", final_file_id=None, commit_json=None, reserved=0)
             done["lost"].append(s.id)
+    for s in store.sessions_in("active"):  # a commit cut short by a version that recorded no intent
+        if s.received and not blobs.has_staging(s.id) and blobs.blob_size(s.file_id) == s.received \
+                and not store.file_exists(s.file_id) and s.file_id not in store.tombstoned():
+            blobs.uncommit(s.file_id, s.id)
+            done["back"].append(s.id)
     return done
 
 

@@ -160,6 +160,7 @@ class MetadataStore:
                         default = " NOT NULL DEFAULT 0" if col.name == "reserved" else ""
                         c.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {col.name} {kind}{default}"))
             c.execute(update(files).where(files.c.name.is_(None)).values(name=files.c.id))
+            c.execute(update(sessions).where(sessions.c.reserved < sessions.c.received).values(reserved=sessions.c.received))
             indexes = {ix["name"] for ix in insp.get_indexes("files")}
             if "ix_files_project_name" not in indexes:
                 next(ix for ix in files.indexes if ix.name == "ix_files_project_name").create(c)
