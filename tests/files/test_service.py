@@ -89,6 +89,29 @@ def test_a_failed_row_insert_is_finished_at_the_next_start(settings, monkeypatch
     assert again.session(s.id).status == "final"
 
 
+def test_a_finalize_that_failed_midway_is_settled_by_the_retry(settings, monkeypatch):
+    """Same failure, no restart: the client's retried finalize finishes the commit."""
+    svc = FileService(settings)
+    data = png_bytes()
+    s = svc.start_upload("demo", NewFile(mime_type="image/png"), "resumable")
+    asyncio.run(svc.append(s.id, 0, _chunks(data)))
+    real = svc.store.finish_commit
+
+    def full_disk(*_a):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(svc.store, "finish_commit", full_disk)
+    import pytest
+
+    from pollux.errors import ResourceExhausted
+
+    with pytest.raises(ResourceExhausted):
+        asyncio.run(svc.finalize(s.id))
+    monkeypatch.setattr(svc.store, "finish_commit", real)
+    done = asyncio.run(svc.finalize(s.id))
+    assert svc.blobs.blob_path(done.key).read_bytes() == data and svc.session(s.id).status == "final"
+
+
 def test_a_shutdown_mid_processing_keeps_the_upload_and_resumes_it(settings, tmp_path):
     """Stopping the server while a video is PROCESSING must not delete its bytes: the next start
     prepares it again and it becomes ACTIVE."""

@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass, field
 
 from pollux.files.blobs import LocalBlobStore
-from pollux.files.records import FileRecord
+from pollux.files.records import FileRecord, UploadSession
 from pollux.files.store import MetadataStore, StorageError
 
 log = logging.getLogger("pollux.files")
@@ -38,35 +38,40 @@ class Survey:
 
 
 def settle_commits(store: MetadataStore, blobs: LocalBlobStore) -> dict[str, list[str]]:
-    """Finish or undo commits a crash interrupted: a session marked `committing` whose blob was
-    renamed into place gets its file row (roll forward); one whose bytes are still staged goes back
-    to `active`, so the client's retried finalize commits it with every check (roll back)."""
+    """Finish or undo every commit a crash interrupted (see `settle`), and give blobs renamed by a
+    version that recorded no intent back to their sessions."""
     done: dict[str, list[str]] = {"forward": [], "back": [], "lost": []}
     for s in store.sessions_in("committing"):
-        rec = s.commit
-        if rec is None:
-            store.update_session(s.id, status="active", final_file_id=None, commit_json=None)
-            done["back"].append(s.id)
-        elif store.file_exists(rec.key):
-            store.finish_commit(s.id, rec)
-            done["forward"].append(s.id)
-        elif blobs.has_staging(s.id):
-            blobs.remove_artifacts(rec.key)  # an image decoded for the interrupted commit: rebuilt on retry
-            store.update_session(s.id, status="active", final_file_id=None, commit_json=None)
-            done["back"].append(s.id)
-        elif blobs.blob_size(rec.key) == rec.size_bytes:
-            store.finish_commit(s.id, rec)
-            done["forward"].append(s.id)
-        else:
-            log.error("upload session %s was committing %s but its bytes are gone", s.id, rec.key)
-            store.update_session(s.id, status="cancelled", final_file_id=None, commit_json=None, reserved=0)
-            done["lost"].append(s.id)
-    for s in store.sessions_in("active"):  # a commit cut short by a version that recorded no intent
+        done[settle(store, blobs, s)].append(s.id)
+    for s in store.sessions_in("active"):
         if s.received and not blobs.has_staging(s.id) and blobs.blob_size(s.file_id) == s.received \
                 and not store.file_exists(s.file_id) and s.file_id not in store.tombstoned():
             blobs.uncommit(s.file_id, s.id)
             done["back"].append(s.id)
     return done
+
+
+def settle(store: MetadataStore, blobs: LocalBlobStore, s: UploadSession) -> str:
+    """A session marked `committing` whose blob was renamed into place gets its file row (roll
+    forward); one whose bytes are still staged goes back to `active`, so the client's retried
+    finalize commits it with every check (roll back). Returns forward, back or lost."""
+    rec = s.commit
+    if rec is None:
+        store.update_session(s.id, status="active", final_file_id=None, commit_json=None)
+        return "back"
+    if store.file_exists(rec.key):
+        store.finish_commit(s.id, rec)
+        return "forward"
+    if blobs.has_staging(s.id):
+        blobs.remove_artifacts(rec.key)  # an image decoded for the interrupted commit: rebuilt on retry
+        store.update_session(s.id, status="active", final_file_id=None, commit_json=None)
+        return "back"
+    if blobs.blob_size(rec.key) == rec.size_bytes:
+        store.finish_commit(s.id, rec)
+        return "forward"
+    log.error("upload session %s was committing %s but its bytes are gone", s.id, rec.key)
+    store.update_session(s.id, status="cancelled", final_file_id=None, commit_json=None, reserved=0)
+    return "lost"
 
 
 def survey(store: MetadataStore, blobs: LocalBlobStore) -> Survey:

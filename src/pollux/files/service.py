@@ -335,6 +335,9 @@ class FileService:
     async def finalize(self, session_id: str) -> FileRecord:
         async with self._sessions.hold(session_id):
             s = await run_in_threadpool(self.session, session_id)
+            if s.status == "committing":  # an earlier finalize failed midway (e.g. a full disk): settle it
+                await run_in_threadpool(self._store_call, recovery.settle, self.store, self.blobs, s)
+                s = await run_in_threadpool(self.session, session_id)
             if s.status == "final":  # a retried finalize: answer the same file
                 return await run_in_threadpool(self._committed, s)
             if s.declared_size is not None and s.received != s.declared_size:
@@ -367,8 +370,14 @@ class FileService:
     async def upload_stream(self, project: str, new: NewFile, chunks: AsyncIterator[bytes], protocol: str) -> FileRecord:
         """One-shot upload (multipart, media): a session that is finalized right away."""
         s = await run_in_threadpool(self.start_upload, project, new, protocol)
-        await self.append(s.id, 0, chunks)
-        return await self.finalize(s.id)
+        try:
+            await self.append(s.id, 0, chunks)
+            return await self.finalize(s.id)
+        except PolluxError:  # nobody can resume a one-shot upload: its bytes go at once
+            current = await run_in_threadpool(self.store.get_session, s.id)
+            if current is not None and current.status == "active":
+                await run_in_threadpool(self.abort, s.id)
+            raise
 
     # ---- internals ----
     @staticmethod
