@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import json
 import logging
@@ -374,9 +375,10 @@ class FileService:
             await self.append(s.id, 0, chunks)
             return await self.finalize(s.id)
         except PolluxError:  # nobody can resume a one-shot upload: its bytes go at once
-            current = await run_in_threadpool(self.store.get_session, s.id)
-            if current is not None and current.status == "active":
-                await run_in_threadpool(self.abort, s.id)
+            with contextlib.suppress(Exception):  # on a sick disk the sweep drops it later
+                current = await run_in_threadpool(self.store.get_session, s.id)
+                if current is not None and current.status == "active":
+                    await run_in_threadpool(self.abort, s.id)
             raise
 
     # ---- internals ----

@@ -219,10 +219,6 @@ class MetadataStore:
         with self.engine.connect() as c:
             return c.execute(select(files.c.id).where(files.c.id == key)).first() is not None
 
-    def name_taken(self, project: str, name: str) -> bool:
-        with self.engine.connect() as c:
-            return _name_taken(c, project, name)
-
     def list_files(self, project: str, limit: int, before: tuple[int, str] | None, now: int) -> list[FileRecord]:
         """Newest first; `before` is the (create_us, name) of the last row of the previous page."""
         q = select(files).where(files.c.project == project, files.c.expire_us > now)
@@ -272,11 +268,6 @@ class MetadataStore:
     def expired_files(self, now: int) -> list[FileRecord]:
         with self.engine.connect() as c:
             return [_file_record(r) for r in c.execute(select(files).where(files.c.expire_us <= now)).mappings()]
-
-    def all_file_ids(self) -> set[str]:
-        """Every storage key a row owns."""
-        with self.engine.connect() as c:
-            return {r[0] for r in c.execute(select(files.c.id))}
 
     def project_usage(self, project: str, exclude_session: str | None = None) -> int:
         """Bytes held by the project: stored files plus the quota its unfinished uploads reserved."""
@@ -366,15 +357,6 @@ class MetadataStore:
         with self._lock, self.engine.begin() as c:
             c.execute(delete(sessions).where(sessions.c.id == session_id))
 
-    def active_session_ids(self) -> set[str]:
-        with self.engine.connect() as c:
-            return {r[0] for r in c.execute(select(sessions.c.id).where(sessions.c.status.in_(ACTIVE_SESSION)))}
-
-    def all_session_ids(self) -> set[str]:
-        with self.engine.connect() as c:
-            return {r[0] for r in c.execute(select(sessions.c.id))}
-
-    # ---- API keys ----
     def create_key(self, project: str) -> str:
         key = "px-" + secrets.token_urlsafe(30)
         with self._lock, self.engine.begin() as c:
