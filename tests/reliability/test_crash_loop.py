@@ -77,7 +77,8 @@ def _doctor(data_dir, *flags) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120)
 
 
-def _check_and_resume(url: str, data_dir, ledger: list[Upload]) -> None:
+def _check_and_resume(url: str, data_dir, ledger: list[Upload]) -> dict:
+    seen = {"finished before the kill": 0, "committed, answer not delivered": 0, "resumed": 0}
     for up in ledger:
         want = hashlib.sha256(up.payload).hexdigest()
         q = u.query(up.session)
@@ -85,6 +86,10 @@ def _check_and_resume(url: str, data_dir, ledger: list[Upload]) -> None:
         status, received = q.headers["x-goog-upload-status"], int(q.headers["x-goog-upload-size-received"])
         if up.file is not None:
             assert status == "final", "an acknowledged file's session must answer with its file"
+        first_look = not up.extra.get("checked")
+        up.extra["checked"] = True
+        if first_look and up.file is None:
+            seen["resumed" if status == "active" else "committed, answer not delivered"] += 1
         if status == "active":
             assert up.acked <= received <= len(up.payload), (up.acked, received)
             r = u.send(up.session, received, up.payload[received:], finalize=True)
@@ -95,6 +100,8 @@ def _check_and_resume(url: str, data_dir, ledger: list[Upload]) -> None:
         if up.file is not None:
             assert f["name"] == up.file["name"]
         assert u.sha_hex(f) == want
+        if first_look and up.file is not None:
+            seen["finished before the kill"] += 1
         got = httpx.get(f"{url}/v1beta/{f['name']}", headers=u.H)
         assert got.status_code == 200 and u.sha_hex(got.json()) == want
         up.file = f
@@ -108,6 +115,7 @@ def _check_and_resume(url: str, data_dir, ledger: list[Upload]) -> None:
         if not token:
             break
     assert sorted(f["name"] for f in listed) == sorted(up.file["name"] for up in ledger)  # no loss, no duplicate
+    return seen
 
 
 def test_kill_9_loop_under_concurrent_uploads(tmp_path):
@@ -115,11 +123,13 @@ def test_kill_9_loop_under_concurrent_uploads(tmp_path):
     data = tmp_path / "data"
     port = None
     ledger: list[Upload] = []
+    totals: dict[str, int] = {}
     for round_ in range(KILLS):
         server = Server(data, port=port, env={"POLLUX_FSYNC": "1"}).start()
         port = server.port
         try:
-            _check_and_resume(server.url, data, ledger)  # what the previous crash left
+            for k, v in _check_and_resume(server.url, data, ledger).items():  # what the previous crash left
+                totals[k] = totals.get(k, 0) + v
             stop, lock, fresh = threading.Event(), threading.Lock(), []
             threads = [threading.Thread(target=_upload_until_killed,
                                         args=(server.url, random.Random(rng.random()), fresh, lock, stop))
@@ -136,7 +146,9 @@ def test_kill_9_loop_under_concurrent_uploads(tmp_path):
         found = _doctor(data, "--dry-run")
         assert found.returncode == 0, f"round {round_}: {found.stdout}{found.stderr}"
     with Server(data, port=port) as server:
-        _check_and_resume(server.url, data, ledger)
+        for k, v in _check_and_resume(server.url, data, ledger).items():
+            totals[k] = totals.get(k, 0) + v
+    print(f"{KILLS} kills, {len(ledger)} uploads: {totals}")
     assert len(ledger) >= KILLS  # the loop really uploaded under every kill
     done = _doctor(data)
     assert done.returncode == 0 and "0 problem(s)" in done.stdout, done.stdout

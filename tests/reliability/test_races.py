@@ -93,7 +93,7 @@ def test_concurrent_resumable_uploads_cannot_overshoot_the_quota(server):
     _clear(server)
     payloads = [u.fake_video(700_000) for _ in range(4)]
     starts = [u.start(server.url, len(p)) for p in payloads]
-    sessions = [(r.headers["x-goog-upload-url"], p) for r, p in zip(starts, payloads) if r.status_code == 200]
+    sessions = [(r.headers["x-goog-upload-url"], p) for r, p in zip(starts, payloads, strict=True) if r.status_code == 200]
     refused = [r for r in starts if r.status_code != 200]
     with ThreadPoolExecutor(4) as pool:
         sent = list(pool.map(lambda sp: u.send(sp[0], 0, sp[1], finalize=True), sessions))
