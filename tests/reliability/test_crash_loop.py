@@ -40,7 +40,7 @@ class Upload:
 
 
 def _upload_until_killed(url: str, rng: random.Random, ledger: list[Upload], lock: threading.Lock,
-                         stop: threading.Event) -> None:
+                         stop: threading.Event, finalizing: threading.Event) -> None:
     while not stop.is_set():
         image = rng.random() < 0.5
         payload = _png(rng) if image else u.fake_video(rng.randrange(150_000, 600_000))
@@ -56,7 +56,10 @@ def _upload_until_killed(url: str, rng: random.Random, ledger: list[Upload], loc
         try:
             for i, cut in enumerate(cuts):
                 last = i == len(cuts) - 1
-                r = u.send(up.session, offset, payload[offset:cut], finalize=last and rng.random() < 0.5)
+                together = last and rng.random() < 0.5
+                if together:
+                    finalizing.set()
+                r = u.send(up.session, offset, payload[offset:cut], finalize=together)
                 if r.status_code != 200:
                     raise AssertionError(f"chunk refused: {r.status_code} {r.text}")
                 offset = cut
@@ -64,6 +67,7 @@ def _upload_until_killed(url: str, rng: random.Random, ledger: list[Upload], loc
                 if "file" in (r.content and r.json() or {}):
                     up.file = r.json()["file"]
             if up.file is None:
+                finalizing.set()
                 r = u.finalize(up.session, offset)
                 if r.status_code != 200:
                     raise AssertionError(f"finalize refused: {r.status_code} {r.text}")
@@ -130,13 +134,17 @@ def test_kill_9_loop_under_concurrent_uploads(tmp_path):
         try:
             for k, v in _check_and_resume(server.url, data, ledger).items():  # what the previous crash left
                 totals[k] = totals.get(k, 0) + v
-            stop, lock, fresh = threading.Event(), threading.Lock(), []
+            stop, lock, fresh, finalizing = threading.Event(), threading.Lock(), [], threading.Event()
             threads = [threading.Thread(target=_upload_until_killed,
-                                        args=(server.url, random.Random(rng.random()), fresh, lock, stop))
+                                        args=(server.url, random.Random(rng.random()), fresh, lock, stop, finalizing))
                        for _ in range(UPLOADERS)]
             for t in threads:
                 t.start()
-            time.sleep(rng.uniform(0.4, 1.5))
+            time.sleep(rng.uniform(0.4, 1.2))
+            if round_ % 2:  # every other kill lands while a finalize is in flight: the commit window
+                finalizing.clear()
+                finalizing.wait(2)
+                time.sleep(rng.uniform(0, 0.03))
         finally:
             server.kill()
         stop.set()
