@@ -455,9 +455,9 @@ class FileService:
             if not self.store.begin_commit(s.id, rec):  # picks rec.key: the id, unless another project has it
                 raise SessionBusy("The upload session changed while it was being finalized; query it.")
         try:
-            if not decoded_later:  # images: decoded now, so a corrupt one is refused instead of stored
-                pipeline.prepare_file(mime, staging, self.blobs.artifact_dir(rec.key), self.settings, lambda: False)
-            with storage_errors():
+            with storage_errors():  # a full disk keeps the upload resumable; a corrupt image is refused
+                if not decoded_later:  # images: decoded now, so a corrupt one is refused instead of stored
+                    pipeline.prepare_file(mime, staging, self.blobs.artifact_dir(rec.key), self.settings, lambda: False)
                 self.blobs.commit(s.id, rec.key)  # durable bytes first, then the row that makes them visible
         except BaseException as e:
             self.blobs.remove_artifacts(rec.key)
