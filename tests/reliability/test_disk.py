@@ -41,16 +41,20 @@ def _remount(path: Path, mode: str) -> None:
         pytest.skip(f"cannot remount {mode}: {done.stderr.strip()}")
 
 
-def _fill(mount: Path, leave: int) -> Path:
+def _fill(mount: Path, leave: int, name: str = "filler") -> Path:
     """Take all but `leave` bytes of the tmpfs."""
-    filler = mount / "filler"
+    filler = mount / name
     free = shutil.disk_usage(mount).free
     with open(filler, "wb") as fh:
         fh.truncate(0)
         chunk = b"\0" * MB
         left = max(0, free - leave)
         while left > 0:
-            fh.write(chunk[: min(left, MB)])
+            try:
+                fh.write(chunk[: min(left, MB)])
+                fh.flush()
+            except OSError:  # full: that was the point
+                break
             left -= min(left, MB)
     return filler
 
@@ -63,6 +67,8 @@ def _envelope(r: httpx.Response, code: int, status: str) -> None:
 def test_disk_full_during_an_upload_is_a_clear_error_and_the_upload_resumes(tmp_path):
     with tmpfs(tmp_path / "disk", 16) as mount, Server(mount / "data") as server:
         payload = u.fake_video(2 * MB)
+        with_a_file = u.fake_video(10_000)
+        assert u.send(u.session_url(server.url, len(with_a_file)), 0, with_a_file, finalize=True).status_code == 200
         session = u.session_url(server.url, len(payload))
         assert u.send(session, 0, payload[:200_000]).status_code == 200
         filler = _fill(mount, leave=600_000)
@@ -73,10 +79,19 @@ def test_disk_full_during_an_upload_is_a_clear_error_and_the_upload_resumes(tmp_
         assert [p.stat().st_size for p in staged] == [200_000]  # the failed chunk's bytes are gone, acked ones kept
         q = u.query(session)
         assert q.headers["x-goog-upload-size-received"] == "200000"
-        filler.unlink()  # space returns
-        r = u.send(session, 200_000, payload[200_000:], finalize=True)
-        assert r.status_code == 200, r.text
-        assert u.sha_hex(r.json()["file"]) == hashlib.sha256(payload).hexdigest()
+        server.stop()  # a full disk does not stop the next start-up either
+        full = _fill(mount, leave=0, name="filler2")
+        probe = Server(mount / "data")
+        done = subprocess.run(probe.args, env=probe.env, capture_output=True, text=True, timeout=60)
+        # Not one byte free: SQLite cannot even map its WAL index, so start-up refuses, saying why.
+        assert done.returncode != 0 and "is full" in done.stderr and "Traceback" not in done.stderr, done.stderr
+        full.unlink()
+        with Server(mount / "data", port=server.port) as again:  # nearly full: it starts and serves
+            assert len(httpx.get(f"{again.url}/v1beta/files", headers=u.H).json()["files"]) == 1
+            filler.unlink()  # space returns
+            r = u.send(session, 200_000, payload[200_000:], finalize=True)
+            assert r.status_code == 200, r.text
+            assert u.sha_hex(r.json()["file"]) == hashlib.sha256(payload).hexdigest()
 
 
 def test_processing_that_hits_a_full_disk_is_retried_once_space_returns(tmp_path):

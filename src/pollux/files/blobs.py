@@ -9,6 +9,7 @@ later is this class's public methods.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -49,6 +50,9 @@ class LocalBlobStore:
             probe.write_bytes(b"ok")
             probe.unlink()
         except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):  # full, not read-only: serve reads, refuse writes clearly
+                probe.unlink(missing_ok=True)
+                return
             raise StorageError(f"The data dir {self.root} is not writable ({e.strerror or e}). Pollux needs to write "
                                "uploads and metadata there: mount it read-write or pass another --data-dir.") from None
 

@@ -37,7 +37,7 @@ from pollux.files.dirlock import DirLock
 from pollux.files.locks import SessionBusy, SessionLocks
 from pollux.files.processing import Processor
 from pollux.files.records import FileRecord, State, UploadSession
-from pollux.files.storage_errors import storage_errors
+from pollux.files.storage_errors import out_of_space, storage_errors
 from pollux.files.store import MetadataStore, NameTaken, QuotaRefused, from_us, now_us
 from pollux.media import mime as mimes
 from pollux.media import pipeline
@@ -101,7 +101,12 @@ class FileService:
         if self._recovered:
             return
         self.blobs.check_writable()
-        recovery.recover(self.store, self.blobs)
+        try:
+            recovery.recover(self.store, self.blobs)
+        except Exception as e:
+            if not out_of_space(e):
+                raise
+            log.warning("the disk is full: start-up recovery is incomplete and runs again at the next start (%s)", e)
         self._recovered = True
 
     def start(self) -> None:

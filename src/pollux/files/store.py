@@ -27,7 +27,7 @@ from sqlalchemy import (BigInteger, Boolean, Column, Float, Index, Integer, Meta
 from sqlalchemy.exc import DatabaseError, OperationalError
 
 from pollux.files.records import FileRecord, UploadSession
-from pollux.files.storage_errors import not_writable
+from pollux.files.storage_errors import not_writable, out_of_space
 
 if TYPE_CHECKING:
     from pollux.settings import Settings
@@ -137,6 +137,9 @@ class MetadataStore:
             self._migrate()
         except (DatabaseError, OperationalError) as e:
             self.engine.dispose()
+            if out_of_space(e):
+                raise StorageError(f"The disk holding {_safe_url(url)} is full ({e.orig or e}): free some space and "
+                                   "start again. Nothing was changed.") from None
             if not_writable(e):
                 raise StorageError(f"The metadata database {_safe_url(url)} is not writable ({e.orig or e}): mount the "
                                    "data dir read-write or pass another --data-dir.") from None
