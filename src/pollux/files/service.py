@@ -114,7 +114,10 @@ class FileService:
         self.recover()
         if not self._dir_lock.held:
             self._dir_lock = DirLock(self.blobs.root, exclusive=False)
-        self.sweep()
+        try:
+            self.sweep()
+        except Exception as e:  # e.g. a full disk: serving reads matters more; the periodic sweep retries
+            log.warning("start-up sweep failed: %s", e)
         self.processor.start()
         self.resume_processing()
 
@@ -127,7 +130,7 @@ class FileService:
         self._dir_lock.release()
 
     def resume_processing(self) -> None:
-        """Submit every PROCESSING file that is not being worked on (after a start, or a full disk)."""
+        """Submit every PROCESSING file (at start: jobs a stop or a crash interrupted)."""
         for rec in self.store.files_in_state(State.PROCESSING):
             self.processor.submit(rec.key)
 
