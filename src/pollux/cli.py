@@ -1,4 +1,4 @@
-"""`pollux`: the server (`serve`), key management, and the client commands."""
+"""`pollux`: the server (`serve`), key management, data-dir care (`doctor`, `backup`), the client commands."""
 
 from __future__ import annotations
 
@@ -22,9 +22,61 @@ def serve(
     from pollux.api.app import create_app
     from pollux.settings import load_settings
 
+    from pollux.files.store import StorageError
+
     settings = load_settings(config, host=host, port=port, data_dir=data_dir, emulator=emulator, log_level=log_level)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level,
+    try:
+        app_ = create_app(settings)
+    except StorageError as e:  # a data dir we must not serve from: say why, no traceback
+        typer.echo(f"pollux: cannot start: {e}", err=True)
+        raise typer.Exit(2) from None
+    uvicorn.run(app_, host=settings.host, port=settings.port, log_level=settings.log_level,
                 timeout_graceful_shutdown=5)
+
+
+def _data_dir(data_dir: str | None, config: str | None):
+    """The data dir's metadata store and blob store, or a clean exit when they cannot be opened."""
+    from pollux.files.blobs import LocalBlobStore
+    from pollux.files.store import MetadataStore, StorageError
+    from pollux.settings import load_settings
+
+    settings = load_settings(config, data_dir=data_dir)
+    try:
+        return MetadataStore.open(settings), LocalBlobStore(settings.data_dir, fsync=settings.fsync)
+    except StorageError as e:
+        typer.echo(f"pollux: {e}", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def doctor(data_dir: str = typer.Option(None, "--data-dir"), config: str = typer.Option(None, "--config"),
+           dry_run: bool = typer.Option(False, "--dry-run", help="Check only; repair nothing.")) -> None:
+    """Check every stored file against its SHA-256 and the database; repair only what is proven."""
+    from pollux.files.doctor import run_doctor
+
+    report = run_doctor(*_data_dir(data_dir, config), dry_run=dry_run)
+    for line in report.lines:
+        typer.echo(line)
+    raise typer.Exit(1 if report.problems else 0)
+
+
+@app.command()
+def backup(dest: str = typer.Argument(..., help="A new or empty directory."),
+           data_dir: str = typer.Option(None, "--data-dir"), config: str = typer.Option(None, "--config")) -> None:
+    """Copy the data dir consistently (works while the server runs); `pollux serve --data-dir DEST` starts from it."""
+    from pathlib import Path
+
+    from pollux.files.backup import backup as run_backup
+    from pollux.files.store import StorageError
+
+    store, blobs = _data_dir(data_dir, config)
+    try:
+        done = run_backup(store, blobs, Path(dest))
+    except StorageError as e:
+        typer.echo(f"pollux: {e}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"backed up {done.files} file(s), {done.bytes} bytes, to {dest}"
+               + (f" ({done.dropped} deleted meanwhile, left out)" if done.dropped else ""))
 
 
 keys_app = typer.Typer(help="API keys (stored hashed).", no_args_is_help=True)

@@ -98,6 +98,15 @@ class Job:
     usage: Usage
 
 
+def _scratch_dir(base: Path) -> tempfile.TemporaryDirectory:
+    """A folder for this request's inline media: under the data dir, or the system's temp dir when the
+    data dir is not writable (a prompt over stored files needs only reads)."""
+    try:
+        return tempfile.TemporaryDirectory(dir=base)
+    except OSError:
+        return tempfile.TemporaryDirectory(prefix="pollux-scratch-")
+
+
 class GenerationService:
     def __init__(self, settings: "Settings", catalog: Catalog, files: "FileService", engines: "EngineHub"):
         self.settings = settings
@@ -120,7 +129,7 @@ class GenerationService:
         if not inp.turns:
             raise InvalidArgument("* GenerateContentRequest.contents: contents is not specified")
         engine = self.engines.get(model.entry)
-        with tempfile.TemporaryDirectory(dir=self.scratch) as scratch:
+        with _scratch_dir(self.scratch) as scratch:
             turns = self._resolve_media(project, inp, engine, Path(scratch))
             counts = self._gemini_counts(turns, inp.system, model.token_profile, engine, inp.media_resolution)
             limit = model.entry.gemini_input_token_limit

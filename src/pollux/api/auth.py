@@ -1,9 +1,14 @@
-"""API key → project. Keys come from `x-goog-api-key`, `?key=`, or `Authorization: Bearer`."""
+"""API key → project. Keys come from `x-goog-api-key`, `?key=`, or `Authorization: Bearer`.
+
+Stored keys live in the database: async routes look them up from a thread (`project_async`), so a
+key check never blocks the event loop; a revoked key stops working at once.
+"""
 
 from __future__ import annotations
 
 import logging
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 
 from pollux.errors import ApiKeyInvalid, PermissionDenied
@@ -30,10 +35,25 @@ class Authenticator:
         self.store = store
 
     def project(self, conn: HTTPConnection) -> str:
-        key = key_from(conn)
-        if key is None:
-            raise PermissionDenied(MISSING_KEY)
-        project = self.static_keys.get(key) or self.store.project_for_key(key)
-        if project is None:
-            raise ApiKeyInvalid()
-        return project
+        """The caller's project (blocking on a stored key: async code uses `project_async`)."""
+        key = _key(conn)
+        return _answer(self.static_keys.get(key) or self.store.project_for_key(key))
+
+    async def project_async(self, conn: HTTPConnection) -> str:
+        key = _key(conn)
+        if key in self.static_keys:
+            return self.static_keys[key]
+        return _answer(await run_in_threadpool(self.store.project_for_key, key))
+
+
+def _key(conn: HTTPConnection) -> str:
+    key = key_from(conn)
+    if key is None:
+        raise PermissionDenied(MISSING_KEY)
+    return key
+
+
+def _answer(project: str | None) -> str:
+    if project is None:
+        raise ApiKeyInvalid()
+    return project

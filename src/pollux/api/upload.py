@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from urllib.parse import urlencode
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -77,7 +78,7 @@ def _int_header(request: Request, name: str) -> int | None:
 # ---- A. X-Goog resumable ----
 
 async def _xgoog_start(request: Request) -> Response:
-    project = ctx(request).auth.project(request)
+    project = await ctx(request).auth.project_async(request)
     command = request.headers.get("x-goog-upload-command", "start").lower()
     if "start" not in command:
         raise InvalidArgument("A resumable upload starts with X-Goog-Upload-Command: start.")
@@ -87,7 +88,7 @@ async def _xgoog_start(request: Request) -> Response:
     new.mime_type = request.headers.get("x-goog-upload-header-content-type") or new.mime_type
     if not new.display_name and request.headers.get("x-goog-upload-file-name"):
         new.display_name = request.headers["x-goog-upload-file-name"][:512]
-    session = ctx(request).files.start_upload(project, new, "resumable")
+    session = await run_in_threadpool(ctx(request).files.start_upload, project, new, "resumable")
     url = session_url(request, session.id)
     headers = {"X-Goog-Upload-Status": "active", "X-Goog-Upload-URL": url, "X-Goog-Upload-Control-URL": url,
                "X-Goog-Upload-Chunk-Granularity": str(CHUNK_GRANULARITY)}
@@ -104,12 +105,11 @@ async def _xgoog_command(request: Request) -> Response:
     commands = {c.strip() for c in request.headers["x-goog-upload-command"].lower().split(",")}
     try:
         if "query" in commands:
-            s = files.session(session_id)
+            s = await run_in_threadpool(files.session, session_id)
             status = "final" if s.status == "final" else "active"
             return Response(headers={"X-Goog-Upload-Status": status, "X-Goog-Upload-Size-Received": str(s.received)})
         if "cancel" in commands:
-            files.session(session_id)
-            files.abort(session_id)
+            await files.cancel(session_id)
             return Response(headers={"X-Goog-Upload-Status": "cancelled"})
         if not commands & {"upload", "finalize"}:
             raise InvalidArgument(f"Unknown X-Goog-Upload-Command {request.headers['x-goog-upload-command']!r}.")
@@ -117,7 +117,7 @@ async def _xgoog_command(request: Request) -> Response:
         if "upload" in commands:
             s = await files.append(session_id, offset, request.stream())
         else:
-            s = files.session(session_id)
+            s = await run_in_threadpool(files.session, session_id)
             if offset is not None and offset != s.received:
                 raise InvalidArgument(f"Invalid upload offset {offset}: the session has received {s.received} bytes.")
         if "finalize" in commands:
@@ -134,7 +134,7 @@ async def _xgoog_command(request: Request) -> Response:
 # ---- B. multipart/related (and uploadType=multipart) ----
 
 async def _multipart(request: Request) -> Response:
-    project = ctx(request).auth.project(request)
+    project = await ctx(request).auth.project_async(request)
     content_type = request.headers.get("content-type", "")
     m = re.search(r'boundary="?([^";]+)"?', content_type)
     if not m:
@@ -155,7 +155,7 @@ def _new_file(meta: dict) -> NewFile:
 # ---- raw / uploadType=media ----
 
 async def _raw(request: Request) -> Response:
-    project = ctx(request).auth.project(request)
+    project = await ctx(request).auth.project_async(request)
     new = NewFile(display_name=request.headers.get("x-goog-upload-file-name", "")[:512],
                   mime_type=request.headers.get("x-goog-upload-header-content-type")
                   or request.headers.get("content-type", "").split(";")[0].strip(),
@@ -167,19 +167,19 @@ async def _raw(request: Request) -> Response:
 # ---- C. googleapiclient resumable (legacy google-generativeai) ----
 
 async def _gapi_start(request: Request) -> Response:
-    project = ctx(request).auth.project(request)
+    project = await ctx(request).auth.project_async(request)
     new = await _metadata(request)
     new.mime_type = request.headers.get("x-upload-content-type") or new.mime_type
     size = _int_header(request, "x-upload-content-length")
     new.size_bytes = size if size is not None else new.size_bytes
-    session = ctx(request).files.start_upload(project, new, "gapi-resumable")
+    session = await run_in_threadpool(ctx(request).files.start_upload, project, new, "gapi-resumable")
     return Response(status_code=200, headers={"Location": session_url(request, session.id)})
 
 
 async def _gapi_chunk(request: Request) -> Response:
     files = ctx(request).files
     session_id = request.query_params["upload_id"]
-    s = files.session(session_id)
+    s = await run_in_threadpool(files.session, session_id)
     rng = request.headers.get("content-range", "")
     m = _CONTENT_RANGE.match(rng.strip()) if rng else None
     if rng and not m:
@@ -189,9 +189,7 @@ async def _gapi_chunk(request: Request) -> Response:
         return _gapi_progress(s.received) if not (total is not None and s.received == total and total) \
             else await _gapi_finish(request, session_id)
     start = int(m.group(1)) if m else s.received
-    if total is not None and s.declared_size is None:
-        files.store.update_session(session_id, declared_size=total)
-    s = await files.append(session_id, start, request.stream())
+    s = await files.append(session_id, start, request.stream(), total=total)
     if total is None and m is not None:
         return _gapi_progress(s.received)
     if total is not None and s.received < total:

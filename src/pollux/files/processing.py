@@ -2,7 +2,9 @@
 
 The durable job queue is the files table itself: every row in PROCESSING is a job. On start-up
 they are all submitted again, so work interrupted by a crash is picked up. A bounded pool keeps
-decoding from starving the API (at most `processing_workers` jobs at once).
+decoding from starving the API (at most `processing_workers` jobs at once). A job that fails because
+the disk is full (or read-only) is not the file's fault: it stays PROCESSING and the sweep submits
+it again, so it becomes ACTIVE once space returns. Jobs are keyed by the file's storage key.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import TYPE_CHECKING, Callable
 
 from pollux.errors import RPC_CODES, Cancelled, PolluxError, rpc_status
 from pollux.files.records import State
+from pollux.files.storage_errors import not_writable, out_of_space
 
 if TYPE_CHECKING:
     from pollux.files.service import FileService
@@ -34,6 +37,7 @@ class Processor:
         self._pool: ThreadPoolExecutor | None = None
         self._cancelled: set[str] = set()
         self._queued: set[str] = set()
+        self._no_space: set[str] = set()  # jobs put back because the disk was full or read-only
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
 
@@ -70,6 +74,13 @@ class Processor:
         with self._idle:
             return self._idle.wait_for(lambda: not self._queued, timeout)
 
+    def take_waiting(self) -> set[str]:
+        """Jobs put back for a full or read-only disk whose run has ended: to be submitted again."""
+        with self._lock:
+            ready = self._no_space - self._queued
+            self._no_space -= ready
+        return ready
+
     def is_cancelled(self, file_id: str) -> bool:
         """The file was deleted or the server is stopping: its job should end."""
         with self._lock:
@@ -78,8 +89,13 @@ class Processor:
     def _run(self, file_id: str) -> None:
         try:
             self._process(file_id)
-        except Exception:  # never let a job kill the worker thread
-            log.exception("processing %s crashed", file_id)
+        except Exception as e:  # never let a job kill the worker thread
+            if out_of_space(e) or not_writable(e):  # e.g. the row's update on a full disk: retried later
+                log.warning("processing %s could not record its result (%s); retried later", file_id, e)
+                with self._lock:
+                    self._no_space.add(file_id)
+            else:
+                log.exception("processing %s crashed", file_id)
         finally:
             with self._idle:
                 self._queued.discard(file_id)
@@ -90,7 +106,9 @@ class Processor:
         from pollux.media import pipeline
 
         svc = self.service
-        rec = next((r for r in svc.store.files_in_state(State.PROCESSING) if r.id == file_id), None)
+        rec = svc.store.get_file_by_key(file_id)
+        if rec is not None and rec.state != State.PROCESSING:
+            rec = None
         if rec is None or self.is_cancelled(file_id):
             return
         blob, artifact = svc.blobs.blob_path(file_id), svc.blobs.artifact_dir(file_id)
@@ -108,20 +126,28 @@ class Processor:
         except Cancelled:
             self._abandon(file_id)
             return
-        except PolluxError as e:
-            self._finish(file_id, state=State.FAILED, error=rpc_status(e))
-            return
-        except Exception as e:  # corrupt input can make decoders throw anything
-            log.warning("processing %s failed: %r", file_id, e)
-            self._finish(file_id, state=State.FAILED,
-                         error={"code": RPC_CODES["INVALID_ARGUMENT"],
-                                "message": f"The file could not be processed: {e}"})
+        except Exception as e:
+            if not (out_of_space(e) or not_writable(e)):
+                return self._failed(file_id, e)
+            log.warning("processing %s stopped: the disk is full or not writable (%s); retried later", file_id, e)
+            if decode:
+                shutil.rmtree(artifact, ignore_errors=True)  # what was written before the disk filled up
+            with self._lock:
+                self._no_space.add(file_id)
             return
         if info is None:
             self._finish(file_id, state=State.ACTIVE)
             return
         self._finish(file_id, state=State.ACTIVE, video_duration=info.get("videoDuration"),
                      meta={k: v for k, v in info.items() if k != "videoDuration"})
+
+    def _failed(self, file_id: str, e: Exception) -> None:
+        if isinstance(e, PolluxError):
+            self._finish(file_id, state=State.FAILED, error=rpc_status(e))
+            return
+        log.warning("processing %s failed: %r", file_id, e)  # corrupt input can make decoders throw anything
+        self._finish(file_id, state=State.FAILED,
+                     error={"code": RPC_CODES["INVALID_ARGUMENT"], "message": f"The file could not be processed: {e}"})
 
     def _finish(self, file_id: str, **values) -> None:
         if self.is_cancelled(file_id):

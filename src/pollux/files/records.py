@@ -28,6 +28,10 @@ class FileRecord:
     video_duration: float | None = None
     source: str = "UPLOADED"
     meta: dict = field(default_factory=dict)
+    key: str = ""  # storage key (names the blob); the id unless another project holds that id
+
+    def __post_init__(self) -> None:
+        self.key = self.key or self.id
 
     @property
     def name(self) -> str:
@@ -44,7 +48,9 @@ class UploadSession:
     declared_size: int | None
     received: int
     protocol: str
-    status: str  # active | cancelled | final
+    status: str  # active | committing | final | cancelled
     create_time: datetime
     expire_time: datetime
-    final_file_id: str | None = None
+    final_file_id: str | None = None  # storage key of the committed file
+    reserved: int = 0  # quota bytes held
+    commit: "FileRecord | None" = None  # while committing: the row to insert

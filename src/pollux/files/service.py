@@ -1,13 +1,20 @@
 """The File service: uploads (sessions, limits, durability), get/list/delete, expiry, processing.
 
 Project isolation is enforced here: every lookup is keyed by (project, id), and a foreign,
-deleted, expired or never-existing file all raise the same PermissionDenied.
+deleted, expired or never-existing file all raise the same PermissionDenied; a proposed name that
+another project holds is accepted like a free one (the file gets its own storage key).
+
+Integrity: each upload session is written by one request at a time (`SessionLocks`); quota is
+reserved in the same transaction that checks it; a commit is recorded on the session before the
+blob is renamed and the row inserted after it, so start-up (`recovery.py`) can finish or undo it.
+Disk and database work runs in threads: the async methods never block the event loop.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import json
 import logging
@@ -24,10 +31,14 @@ from starlette.concurrency import run_in_threadpool
 
 from pollux.errors import (AlreadyExists, FileNotActive, InvalidArgument, NotFound, PayloadTooLarge,
                            PermissionDenied, PolluxError, ResourceExhausted, UnsupportedMedia)
+from pollux.files import recovery
 from pollux.files.blobs import LocalBlobStore
+from pollux.files.dirlock import DirLock
+from pollux.files.locks import SessionBusy, SessionLocks
 from pollux.files.processing import Processor
 from pollux.files.records import FileRecord, State, UploadSession
-from pollux.files.store import MetadataStore, from_us, now_us
+from pollux.files.storage_errors import out_of_space, storage_errors
+from pollux.files.store import MetadataStore, NameTaken, QuotaRefused, from_us, now_us
 from pollux.media import mime as mimes
 from pollux.media import pipeline
 
@@ -39,6 +50,8 @@ log = logging.getLogger("pollux.files")
 _ID_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
 _ALPHABET = string.ascii_lowercase + string.digits
 SNIFF_BYTES = 4096
+WRITE_BYTES = 1 << 20  # network reads are gathered into writes of this size, each done in a thread
+RESERVE_STEP = 8 << 20  # quota taken ahead for uploads that did not declare their size
 
 
 @dataclass
@@ -76,38 +89,67 @@ class FileService:
         self.processing_wanted: list[Callable[[str], bool]] = []
         self._hashers: dict[str, tuple[object, int]] = {}  # session id → (sha256, bytes hashed)
         self._hash_lock = threading.Lock()
+        self._sessions = SessionLocks()
+        self._recovered = False
+        self.recover()  # before anything is served: a data dir we cannot trust stops the app being built
+        self._dir_lock = DirLock(self.blobs.root, exclusive=False)  # tells `pollux doctor` a server is here
 
     # ---- life cycle ----
+    def recover(self) -> None:
+        """Make the data dir consistent, or refuse it (StorageError) when it holds bytes the database
+        does not explain. Runs once, before serving; the app calls it while it is built."""
+        if self._recovered:
+            return
+        self.blobs.check_writable()
+        try:
+            recovery.recover(self.store, self.blobs)
+        except Exception as e:
+            if not out_of_space(e):
+                raise
+            log.warning("the disk is full: start-up recovery is incomplete and runs again at the next start (%s)", e)
+        self._recovered = True
+
     def start(self) -> None:
-        """Recover after a crash: settle half-finished sessions, drop orphans, resume PROCESSING jobs."""
-        for s in self.store.stale_sessions(now=2**62):  # every session
-            if s.status == "active" and s.file_id and self.store.file_exists(s.file_id) and s.final_file_id is None:
-                self.store.update_session(s.id, status="final", final_file_id=s.file_id)
-        self.sweep()
-        removed = self.blobs.remove_orphans(self.store.all_file_ids(), self.store.active_session_ids())
-        if removed:
-            log.info("removed %d orphaned blob(s)/artifact(s)", removed)
+        """Recover after a crash, drop dead sessions, resume PROCESSING jobs."""
+        self.recover()
+        if not self._dir_lock.held:
+            self._dir_lock = DirLock(self.blobs.root, exclusive=False)
+        try:
+            self.sweep()
+        except Exception as e:  # e.g. a full disk: serving reads matters more; the periodic sweep retries
+            log.warning("start-up sweep failed: %s", e)
         self.processor.start()
-        for rec in self.store.files_in_state(State.PROCESSING):
-            self.processor.submit(rec.id)
+        self.resume_processing()
 
     def stop(self) -> None:
         self.processor.stop()
+        try:
+            self.store.checkpoint()  # after a clean stop pollux.db alone holds every row
+        except Exception as e:  # a read-only or full disk: the WAL is still valid, just not folded in
+            log.warning("could not checkpoint the metadata database: %s", e)
+        self._dir_lock.release()
+
+    def resume_processing(self) -> None:
+        """Submit every PROCESSING file (at start: jobs a stop or a crash interrupted)."""
+        for rec in self.store.files_in_state(State.PROCESSING):
+            self.processor.submit(rec.key)
 
     def sweep(self) -> int:
-        """Delete expired files (rows, then bytes) and dead upload sessions."""
+        """Delete expired files (rows, then bytes) and dead upload sessions; retry waiting jobs."""
         now = now_us()
         count = 0
         for rec in self.store.expired_files(now):
-            self.store.delete_file(rec.project, rec.id)
-            self.processor.cancel(rec.id)
-            self.blobs.remove(rec.id)
-            count += 1
+            if self.store.delete_file(rec.project, rec.id):
+                self._remove_bytes(rec.key)
+                count += 1
         for s in self.store.stale_sessions(now):
-            if s.status != "active" or s.expire_time.timestamp() * 1e6 <= now:
-                self.blobs.discard_staging(s.id)
-                self.store.delete_session(s.id)
-                self._forget_hasher(s.id)
+            if s.status == "committing":
+                continue  # settled by the next start-up, never swept halfway
+            self.blobs.discard_staging(s.id)
+            self.store.delete_session(s.id)
+            self._forget_hasher(s.id)
+        for key in self.processor.take_waiting():  # the disk was full: try again (state is re-checked)
+            self.processor.submit(key)
         return count
 
     # ---- queries ----
@@ -153,26 +195,32 @@ class FileService:
         return page, token
 
     def delete(self, project: str, name: str) -> None:
+        """The row goes first (with a tombstone for its bytes), then the bytes (blocking: call from a thread)."""
         file_id = name.removeprefix("files/")
-        if not _ID_RE.match(file_id) or not self.store.delete_file(project, file_id):
-            raise _denied(file_id)
-        self.processor.cancel(file_id)
-        self.blobs.remove(file_id)
+        with storage_errors():
+            key = self.store.delete_file(project, file_id) if _ID_RE.match(file_id) else None
+            if key is None:
+                raise _denied(file_id)
+        self._remove_bytes(key)
+
+    def _remove_bytes(self, key: str) -> None:
+        self.processor.cancel(key)
+        try:
+            self.blobs.remove(key)
+            self.store.forget_tombstone(key)
+        except Exception as e:  # the tombstone stays: the next start-up or `pollux doctor` removes them
+            log.warning("bytes of deleted file %s not removed yet: %s", key, e)
 
     def blob_path(self, rec: FileRecord):
-        return self.blobs.blob_path(rec.id)
+        return self.blobs.blob_path(rec.key)
 
     def artifact_dir(self, rec: FileRecord):
-        return self.blobs.artifact_dir(rec.id)
+        return self.blobs.artifact_dir(rec.key)
 
     # ---- uploads ----
     def start_upload(self, project: str, new: NewFile, protocol: str) -> UploadSession:
-        if new.name:
-            file_id = parse_file_id(new.name)
-            if self.store.file_exists(file_id) or self.store.session_file_id_taken(file_id):
-                raise AlreadyExists(f"A file named files/{file_id} already exists.")
-        else:
-            file_id = "".join(secrets.choice(_ALPHABET) for _ in range(12))
+        """Open a session (blocking: call from a thread). A declared size reserves its quota now."""
+        file_id = parse_file_id(new.name) if new.name else None
         if len(new.display_name) > 512:
             raise InvalidArgument("displayName must be at most 512 characters.")
         declared = mimes.normalize(new.mime_type) if new.mime_type else ""
@@ -182,13 +230,20 @@ class FileService:
         if new.size_bytes is not None:
             if new.size_bytes < 0:
                 raise InvalidArgument(f"Invalid upload size {new.size_bytes}.")
-            self._check_limits(project, None, new.size_bytes)
+            self._check_size(None, new.size_bytes)
         created = from_us(now_us())
         session = UploadSession(
-            id=secrets.token_urlsafe(32), project=project, file_id=file_id, display_name=new.display_name,
+            id=secrets.token_urlsafe(32), project=project, file_id=file_id or _new_id(), display_name=new.display_name,
             mime_type=declared, declared_size=new.size_bytes, received=0, protocol=protocol, status="active",
             create_time=created, expire_time=created + timedelta(seconds=self.settings.upload_session_ttl_seconds))
-        self.store.insert_session(session)
+        try:
+            with storage_errors():
+                self.store.insert_session(session, reserve=new.size_bytes or 0, limit=self.settings.max_project_bytes,
+                                          unique_name=file_id is not None)
+        except NameTaken:
+            raise AlreadyExists(f"A file named files/{file_id} already exists.") from None
+        except QuotaRefused as e:
+            raise self._quota_error(e.used, new.size_bytes or 0) from None
         return session
 
     def session(self, session_id: str) -> UploadSession:
@@ -199,85 +254,169 @@ class FileService:
             raise NotFound("The upload session was cancelled.")
         return s
 
-    async def append(self, session_id: str, offset: int | None, chunks: AsyncIterator[bytes]) -> UploadSession:
-        """Stream one chunk's bytes into the session at `offset` (default: where it stands)."""
-        s = self.session(session_id)
-        if s.status == "final":
-            raise InvalidArgument("The upload session is already finalized.")
-        if offset is None:
-            offset = s.received
-        if offset != s.received:
-            raise InvalidArgument(f"Invalid upload offset {offset}: the session has received {s.received} bytes. "
-                                  "Query the session and resume from there.")
-        hasher = self._hasher(s)
-        received = s.received
-        # Other uploads' bytes are read once per chunk request, not per network read: this loop is the hot path.
-        used_elsewhere = self.store.project_usage(s.project, exclude_session=s.id)
-        fh = self.blobs.open_staging(s.id, received)
+    async def append(self, session_id: str, offset: int | None, chunks: AsyncIterator[bytes],
+                     total: int | None = None) -> UploadSession:
+        """Stream one chunk's bytes into the session at `offset` (default: where it stands).
+
+        One writer per session: a second chunk waits, then finds the offset moved and gets a clean 400.
+        `total` is a size announced with the chunk (googleapiclient's Content-Range)."""
+        async with self._sessions.hold(session_id):
+            s = await run_in_threadpool(self.session, session_id)
+            if s.status != "active":
+                raise InvalidArgument("The upload session is already finalized.")
+            if total is not None and s.declared_size is None:
+                self._check_size(None, total)
+                s.declared_size = total
+                await run_in_threadpool(self._store_call, self.store.update_session, s.id, declared_size=total)
+            if offset is None:
+                offset = s.received
+            if offset != s.received:
+                raise InvalidArgument(f"Invalid upload offset {offset}: the session has received {s.received} bytes. "
+                                      "Query the session and resume from there.")
+            return await self._write_chunk(s, chunks)
+
+    async def _write_chunk(self, s: UploadSession, chunks: AsyncIterator[bytes]) -> UploadSession:
+        hasher = await run_in_threadpool(self._hasher, s)
+        fh = await run_in_threadpool(self._store_call, self.blobs.open_staging, s.id, s.received)
+        received, pending = s.received, bytearray()
         try:
             async for chunk in chunks:
                 if not chunk:
                     continue
-                self._check_limits(s.project, s, received + len(chunk), used_elsewhere)
-                fh.write(chunk)
-                hasher.update(chunk)
-                received += len(chunk)
-        except PolluxError:
+                self._check_size(s, received + len(pending) + len(chunk))
+                pending += chunk
+                if len(pending) >= WRITE_BYTES:
+                    await run_in_threadpool(self._write, s, fh, hasher, received, bytes(pending))
+                    received += len(pending)
+                    pending.clear()
+            if pending:
+                await run_in_threadpool(self._write, s, fh, hasher, received, bytes(pending))
+                received += len(pending)
+            await run_in_threadpool(self._acknowledge, s, fh, hasher, received)
+        except SessionBusy:
             fh.close()
-            self.abort(s.id)  # a limit was crossed: the upload is over and its bytes go
             raise
-        except BaseException:
+        except PolluxError as e:
+            fh.close()
+            if e.reason in ("STORAGE_FULL", "STORAGE_NOT_WRITABLE"):
+                # The disk failed, not the client: drop this chunk's bytes, keep the acknowledged ones.
+                await run_in_threadpool(self.blobs.cut_staging, s.id, s.received)
+                self._forget_hasher(s.id)
+            else:
+                await run_in_threadpool(self.abort, s.id)  # a limit was crossed: the upload is over
+            raise
+        except Exception:
             # Client went away mid-chunk: keep what arrived, the SDK resumes from `query`.
-            fh.flush()
-            fh.close()
-            self._record(s.id, hasher, received)
+            await run_in_threadpool(self._salvage, s, fh, hasher, received, bytes(pending))
             raise
-        fh.flush()
-        fh.close()
-        self._record(s.id, hasher, received)
+        except BaseException:  # cancelled (the server is stopping): the same, without awaiting
+            self._salvage(s, fh, hasher, received, bytes(pending))
+            raise
         s.received = received
         return s
 
-    async def finalize(self, session_id: str) -> FileRecord:
-        s = self.session(session_id)
-        if s.status == "final":  # a retried finalize: answer the same file
-            return self.get(s.project, s.final_file_id or s.file_id)
-        if s.declared_size is not None and s.received != s.declared_size:
-            self.abort(s.id)
-            raise InvalidArgument(f"Upload finalized with {s.received} bytes, but {s.declared_size} were declared "
-                                  "(X-Goog-Upload-Header-Content-Length). The upload was discarded.")
-        if s.received == 0:
-            self.abort(s.id)
-            raise InvalidArgument("The uploaded file is empty.")
+    def _write(self, s: UploadSession, fh, hasher, received: int, data: bytes) -> None:
+        """One write (in a thread), with its quota taken first: the check and the take are one transaction."""
+        self._reserve(s, received + len(data))
+        with storage_errors():
+            fh.write(data)
+        hasher.update(data)
+
+    def _acknowledge(self, s: UploadSession, fh, hasher, received: int) -> None:
+        with storage_errors():
+            self.blobs.sync_staging(fh)
+            fh.close()
+            if not self.store.advance_session(s.id, s.received, received):
+                raise SessionBusy("The upload session changed while this chunk was written; query it and resume.")
+        self._remember_hasher(s.id, hasher, received)
+
+    def _salvage(self, s: UploadSession, fh, hasher, received: int, pending: bytes) -> None:
         try:
-            return await run_in_threadpool(self._commit, s)
-        except PolluxError:
-            self.abort(s.id)
-            raise
+            if pending:
+                self._write(s, fh, hasher, received, pending)
+                received += len(pending)
+            self._acknowledge(s, fh, hasher, received)
+        except Exception as e:  # nothing more to keep: the next chunk truncates back to the acknowledged offset
+            fh.close()
+            self._forget_hasher(s.id)
+            log.info("upload %s: the interrupted chunk's bytes were not kept (%s)", s.id, e)
+
+    def _reserve(self, s: UploadSession, total: int) -> None:
+        if total <= s.reserved:
+            return
+        step = total if s.declared_size is not None else max(total, s.reserved + RESERVE_STEP)
+        for want in dict.fromkeys((min(step, self.settings.max_file_bytes), total)):
+            with storage_errors():
+                used = self.store.reserve(s.id, s.project, want, self.settings.max_project_bytes)
+            if used is None:
+                s.reserved = want
+                return
+        raise self._quota_error(used, total)
+
+    async def finalize(self, session_id: str) -> FileRecord:
+        async with self._sessions.hold(session_id):
+            s = await run_in_threadpool(self.session, session_id)
+            if s.status == "committing":  # an earlier finalize failed midway (e.g. a full disk): settle it
+                await run_in_threadpool(self._store_call, recovery.settle, self.store, self.blobs, s)
+                s = await run_in_threadpool(self.session, session_id)
+            if s.status == "final":  # a retried finalize: answer the same file
+                return await run_in_threadpool(self._committed, s)
+            if s.declared_size is not None and s.received != s.declared_size:
+                await run_in_threadpool(self.abort, s.id)
+                raise InvalidArgument(f"Upload finalized with {s.received} bytes, but {s.declared_size} were declared "
+                                      "(X-Goog-Upload-Header-Content-Length). The upload was discarded.")
+            if s.received == 0:
+                await run_in_threadpool(self.abort, s.id)
+                raise InvalidArgument("The uploaded file is empty.")
+            try:
+                return await run_in_threadpool(self._commit, s)
+            except PolluxError as e:
+                if e.reason not in ("STORAGE_FULL", "STORAGE_NOT_WRITABLE"):
+                    await run_in_threadpool(self.abort, s.id)
+                raise
+
+    async def cancel(self, session_id: str) -> None:
+        async with self._sessions.hold(session_id):
+            s = await run_in_threadpool(self.session, session_id)
+            if s.status == "final":
+                raise InvalidArgument("The upload session is already finalized.")
+            await run_in_threadpool(self.abort, session_id)
 
     def abort(self, session_id: str, status: str = "cancelled") -> None:
-        self.store.update_session(session_id, status=status, received=0)
+        with storage_errors():
+            self.store.update_session(session_id, status=status, received=0, reserved=0)
         self.blobs.discard_staging(session_id)
         self._forget_hasher(session_id)
 
     async def upload_stream(self, project: str, new: NewFile, chunks: AsyncIterator[bytes], protocol: str) -> FileRecord:
         """One-shot upload (multipart, media): a session that is finalized right away."""
-        s = self.start_upload(project, new, protocol)
-        await self.append(s.id, 0, chunks)
-        return await self.finalize(s.id)
+        s = await run_in_threadpool(self.start_upload, project, new, protocol)
+        try:
+            await self.append(s.id, 0, chunks)
+            return await self.finalize(s.id)
+        except PolluxError:  # nobody can resume a one-shot upload: its bytes go at once
+            with contextlib.suppress(Exception):  # on a sick disk the sweep drops it later
+                current = await run_in_threadpool(self.store.get_session, s.id)
+                if current is not None and current.status == "active":
+                    await run_in_threadpool(self.abort, s.id)
+            raise
 
     # ---- internals ----
-    def _check_limits(self, project: str, s: UploadSession | None, total: int, used: int | None = None) -> None:
+    @staticmethod
+    def _store_call(fn, *args, **kwargs):
+        with storage_errors():
+            return fn(*args, **kwargs)
+
+    def _check_size(self, s: UploadSession | None, total: int) -> None:
         if total > self.settings.max_file_bytes:
             raise PayloadTooLarge(f"File size exceeds the limit of {self.settings.max_file_bytes} bytes per file.")
         if s is not None and s.declared_size is not None and total > s.declared_size:
             raise InvalidArgument(f"Received more bytes than the {s.declared_size} declared for this upload.")
-        if used is None:
-            used = self.store.project_usage(project, exclude_session=s.id if s else None)
-        if used + total > self.settings.max_project_bytes:
-            raise ResourceExhausted(
-                f"Project storage quota exceeded: {used} bytes stored, this upload needs {total}, "
-                f"the limit is {self.settings.max_project_bytes} bytes.")
+
+    def _quota_error(self, used: int, total: int) -> ResourceExhausted:
+        return ResourceExhausted(
+            f"Project storage quota exceeded: {used} bytes stored, this upload needs {total}, "
+            f"the limit is {self.settings.max_project_bytes} bytes.")
 
     def _hasher(self, s: UploadSession):
         with self._hash_lock:
@@ -287,52 +426,80 @@ class FileService:
             hasher = hashlib.sha256()
             path = self.blobs.staging_path(s.id)
             if s.received:
-                with open(path, "rb") as fh:
-                    left = s.received
-                    while left:
-                        block = fh.read(min(left, 8 << 20))
-                        if not block:
-                            raise InvalidArgument("The upload session's bytes were lost; start a new upload.")
-                        hasher.update(block)
-                        left -= len(block)
+                try:
+                    with open(path, "rb") as fh:
+                        left = s.received
+                        while left:
+                            block = fh.read(min(left, 8 << 20))
+                            if not block:
+                                raise FileNotFoundError(path)
+                            hasher.update(block)
+                            left -= len(block)
+                except FileNotFoundError:
+                    raise InvalidArgument("The upload session's bytes were lost; start a new upload.") from None
         return hasher
 
-    def _record(self, session_id: str, hasher, received: int) -> None:
+    def _remember_hasher(self, session_id: str, hasher, received: int) -> None:
         with self._hash_lock:
             self._hashers[session_id] = (hasher, received)
-        self.store.update_session(session_id, received=received)
 
     def _forget_hasher(self, session_id: str) -> None:
         with self._hash_lock:
             self._hashers.pop(session_id, None)
 
+    def _committed(self, s: UploadSession) -> FileRecord:
+        """The file a finished session made (the same answer for its whole life)."""
+        rec = self.store.get_file_by_key(s.final_file_id) if s.final_file_id else None
+        if rec is None or rec.project != s.project or rec.expiration_time.timestamp() * 1e6 <= now_us():
+            raise _denied(s.file_id)
+        return rec
+
     def _commit(self, s: UploadSession) -> FileRecord:
+        """Intent on the session row → blob renamed → file row inserted (see `recovery.settle_commits`)."""
         staging = self.blobs.staging_path(s.id)
-        with open(staging, "rb") as fh:
-            head = fh.read(SNIFF_BYTES)
+        try:
+            with open(staging, "rb") as fh:
+                head = fh.read(SNIFF_BYTES)
+        except FileNotFoundError:
+            raise InvalidArgument("The upload session's bytes were lost; start a new upload.") from None
         mime = mimes.check(s.mime_type or _sniffed(head), head)
-        hasher = self._hasher(s)
-        sha = hasher.hexdigest()
+        sha = self._hasher(s).hexdigest()
         decoded_later = pipeline.needs_processing(mime)
-        if not decoded_later:  # images: decoded now, so a corrupt one is refused instead of stored
-            pipeline.prepare_file(mime, staging, self.blobs.artifact_dir(s.file_id), self.settings, lambda: False)
         processing = decoded_later or any(wanted(mime) for wanted in self.processing_wanted)
-        self.blobs.commit(s.id, s.file_id)  # durable bytes first, then the row that makes them visible
         created = from_us(now_us())
         rec = FileRecord(
             id=s.file_id, project=s.project, display_name=s.display_name, mime_type=mime, size_bytes=s.received,
             sha256=sha, state=State.PROCESSING if processing else State.ACTIVE, create_time=created,
             update_time=created, expiration_time=created + timedelta(seconds=self.settings.file_ttl_seconds))
+        with storage_errors():
+            if not self.store.begin_commit(s.id, rec):  # picks rec.key: the id, unless another project has it
+                raise SessionBusy("The upload session changed while it was being finalized; query it.")
         try:
-            self.store.insert_file(rec)
-        except Exception:
-            self.blobs.remove(s.file_id)
+            with storage_errors():  # a full disk keeps the upload resumable; a corrupt image is refused
+                if not decoded_later:  # images: decoded now, so a corrupt one is refused instead of stored
+                    pipeline.prepare_file(mime, staging, self.blobs.artifact_dir(rec.key), self.settings, lambda: False)
+                self.blobs.commit(s.id, rec.key)  # durable bytes first, then the row that makes them visible
+        except BaseException as e:
+            self.blobs.remove_artifacts(rec.key)
+            self._undo_commit(s.id, e)
             raise
-        self.store.update_session(s.id, status="final", final_file_id=s.file_id)
+        with storage_errors():
+            self.store.finish_commit(s.id, rec)
         self._forget_hasher(s.id)
         if processing:
-            self.processor.submit(rec.id)
+            self.processor.submit(rec.key)
         return rec
+
+    def _undo_commit(self, session_id: str, why: BaseException) -> None:
+        """The bytes are still staged: the session is active again (a bad file is then aborted by the caller)."""
+        try:
+            self.store.update_session(session_id, status="active", final_file_id=None, commit_json=None)
+        except Exception as e:  # the next start-up rolls it back instead
+            log.warning("upload %s stays committing after %r: %s", session_id, why, e)
+
+
+def _new_id() -> str:
+    return "".join(secrets.choice(_ALPHABET) for _ in range(12))
 
 
 def _sniffed(head: bytes) -> str:
@@ -350,7 +517,14 @@ def _encode_token(rec: FileRecord) -> str:
 
 def _decode_token(token: str) -> tuple[int, str]:
     try:
-        us, fid = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        return int(us), str(fid)
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
-        raise InvalidArgument(f"Invalid pageToken {token!r}.") from None
+        us, fid = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)),
+                             parse_constant=_reject_constant)
+        if type(us) is not int or not 0 <= us < 2**63 or not isinstance(fid, str) or len(fid) > 40:
+            raise ValueError
+        return us, fid
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError, RecursionError):
+        raise InvalidArgument(f"Invalid pageToken {token[:200]!r}.") from None
+
+
+def _reject_constant(name: str):
+    raise ValueError(name)  # Infinity / NaN are not JSON, whatever Python's reader allows

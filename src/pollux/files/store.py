@@ -1,6 +1,15 @@
 """Metadata store: files, upload sessions and API keys, in SQLite by default (any SQLAlchemy URL).
 
 Times are stored as integer microseconds since the epoch (UTC): exact and portable across backends.
+
+A file has two ids: `id`, the storage key (global primary key, names its blob), and `name`, the
+id clients see (unique per project). They are equal unless a client proposed a name another project
+already holds: that project's name must not leak, so the new file gets its own storage key.
+
+Integrity rules the service relies on: quota reservations are checked and taken in one locked
+transaction; a commit is recorded on its session (`committing` + the file row to insert) before the
+blob is renamed, so start-up can finish it; a delete leaves a tombstone until the bytes are gone,
+so start-up only ever deletes bytes the database says are garbage.
 """
 
 from __future__ import annotations
@@ -14,9 +23,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import (BigInteger, Boolean, Column, Float, Index, Integer, MetaData, String, Table, Text, and_,
-                        create_engine, delete, event, func, insert, or_, select, update)
+                        create_engine, delete, event, func, insert, inspect, or_, select, text, update)
+from sqlalchemy.exc import DatabaseError, OperationalError
 
 from pollux.files.records import FileRecord, UploadSession
+from pollux.files.storage_errors import not_writable, out_of_space
 
 if TYPE_CHECKING:
     from pollux.settings import Settings
@@ -25,7 +36,8 @@ metadata = MetaData()
 
 files = Table(
     "files", metadata,
-    Column("id", String(40), primary_key=True),
+    Column("id", String(40), primary_key=True),  # storage key
+    Column("name", String(40)),  # the id the project sees (NULL in rows older than the column: = id)
     Column("project", String(128), nullable=False),
     Column("display_name", String(512), nullable=False, default=""),
     Column("mime_type", String(128), nullable=False),
@@ -41,6 +53,7 @@ files = Table(
     Column("expire_us", BigInteger, nullable=False),
     Index("ix_files_project_create", "project", "create_us"),
     Index("ix_files_expire", "expire_us"),
+    Index("ix_files_project_name", "project", "name", unique=True),
 )
 
 sessions = Table(
@@ -53,8 +66,10 @@ sessions = Table(
     Column("declared_size", BigInteger),
     Column("received", BigInteger, nullable=False, default=0),
     Column("protocol", String(32), nullable=False),
-    Column("status", String(16), nullable=False),
+    Column("status", String(16), nullable=False),  # active | committing | final | cancelled
     Column("final_file_id", String(40)),
+    Column("reserved", BigInteger, nullable=False, default=0),  # quota bytes held (>= received)
+    Column("commit_json", Text),  # while committing: the file row to insert once the blob is in place
     Column("create_us", BigInteger, nullable=False),
     Column("expire_us", BigInteger, nullable=False),
     Index("ix_sessions_project_status", "project", "status"),
@@ -67,6 +82,13 @@ api_keys = Table(
     Column("project", String(128), nullable=False),
     Column("create_us", BigInteger, nullable=False),
     Column("revoked", Boolean, nullable=False, default=False),
+)
+
+# Files deleted whose bytes may still be on disk: the only blobs start-up may remove without a row.
+tombstones = Table(
+    "tombstones", metadata,
+    Column("id", String(40), primary_key=True),
+    Column("deleted_us", BigInteger, nullable=False),
 )
 
 schema_version = Table("schema_version", metadata, Column("version", Integer, primary_key=True))
@@ -84,87 +106,205 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+class StorageError(Exception):
+    """The data dir cannot be used as it is (unreadable database, unexplained bytes, read-only):
+    start-up stops with this message instead of guessing."""
+
+
+ACTIVE_SESSION = ("active", "committing")  # sessions that hold quota and bytes
+
+
+class NameTaken(Exception):
+    """The project already has a file (or an unfinished upload) with the proposed name."""
+
+
+class QuotaRefused(Exception):
+    def __init__(self, used: int):
+        super().__init__(used)
+        self.used = used
+
+
 class MetadataStore:
     def __init__(self, url: str):
+        self.url = url
         self.engine = create_engine(url, future=True)
-        if url.startswith("sqlite"):
+        self.is_sqlite = url.startswith("sqlite")
+        if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._lock = threading.Lock()  # SQLite allows one writer; serialise ours instead of retrying
-        metadata.create_all(self.engine)
+        try:
+            metadata.create_all(self.engine)
+            self._migrate()
+        except (DatabaseError, OperationalError) as e:
+            self.engine.dispose()
+            if out_of_space(e):
+                raise StorageError(f"The disk holding {_safe_url(url)} is full ({e.orig or e}): free some space and "
+                                   "start again. Nothing was changed.") from None
+            if not_writable(e):
+                raise StorageError(f"The metadata database {_safe_url(url)} is not writable ({e.orig or e}): mount the "
+                                   "data dir read-write or pass another --data-dir.") from None
+            raise StorageError(f"The metadata database {_safe_url(url)} cannot be opened: {e.orig or e}. "
+                               "Restore it from a backup or run `pollux doctor` to inspect the data dir.") from None
 
     @classmethod
     def open(cls, settings: "Settings") -> "MetadataStore":
         Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
         return cls(settings.resolved_database_url)
 
+    def _migrate(self) -> None:
+        """Add columns newer than the database (additive only; every backend supports ADD COLUMN)."""
+        with self._lock, self.engine.begin() as c:
+            insp = inspect(c)
+            for table in (files, sessions):
+                have = {col["name"] for col in insp.get_columns(table.name)}
+                for col in table.columns:
+                    if col.name not in have:
+                        kind = col.type.compile(dialect=self.engine.dialect)
+                        default = " NOT NULL DEFAULT 0" if col.name == "reserved" else ""
+                        c.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {col.name} {kind}{default}"))
+            c.execute(update(files).where(files.c.name.is_(None)).values(name=files.c.id))
+            c.execute(update(sessions).where(sessions.c.reserved < sessions.c.received).values(reserved=sessions.c.received))
+            indexes = {ix["name"] for ix in insp.get_indexes("files")}
+            if "ix_files_project_name" not in indexes:
+                next(ix for ix in files.indexes if ix.name == "ix_files_project_name").create(c)
+
+    def checkpoint(self) -> None:
+        """Fold SQLite's WAL into the main file, so `pollux.db` alone holds every row after a clean stop."""
+        if self.is_sqlite:
+            with self._lock, self.engine.connect() as c:
+                c.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def close(self) -> None:
+        try:
+            self.checkpoint()
+        finally:
+            self.engine.dispose()
+
+    def integrity_problems(self) -> list[str]:
+        if not self.is_sqlite:
+            return []
+        with self.engine.connect() as c:
+            rows = [r[0] for r in c.exec_driver_sql("PRAGMA integrity_check")]
+        return [] if rows == ["ok"] else rows
+
+    def backup_to(self, path: Path) -> None:
+        """A consistent copy of the database while the server runs (SQLite's online backup)."""
+        import sqlite3
+
+        if not self.is_sqlite:
+            raise StorageError("`pollux backup` copies SQLite databases; back up other databases with their own tools.")
+        with self.engine.connect() as c:
+            src = c.connection.dbapi_connection
+            dst = sqlite3.connect(path)
+            try:
+                src.backup(dst)
+                dst.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
+            finally:
+                dst.close()
+
     # ---- files ----
     def insert_file(self, rec: FileRecord) -> None:
         with self._lock, self.engine.begin() as c:
+            c.execute(delete(tombstones).where(tombstones.c.id == rec.key))
             c.execute(insert(files).values(_file_row(rec)))
 
     def get_file(self, project: str, file_id: str) -> FileRecord | None:
         with self.engine.connect() as c:
-            row = c.execute(select(files).where(files.c.id == file_id, files.c.project == project)).mappings().first()
+            row = c.execute(select(files).where(files.c.name == file_id, files.c.project == project)).mappings().first()
         return _file_record(row) if row else None
 
-    def file_exists(self, file_id: str) -> bool:
+    def get_file_by_key(self, key: str) -> FileRecord | None:
         with self.engine.connect() as c:
-            return c.execute(select(files.c.id).where(files.c.id == file_id)).first() is not None
+            row = c.execute(select(files).where(files.c.id == key)).mappings().first()
+        return _file_record(row) if row else None
+
+    def file_exists(self, key: str) -> bool:
+        with self.engine.connect() as c:
+            return c.execute(select(files.c.id).where(files.c.id == key)).first() is not None
 
     def list_files(self, project: str, limit: int, before: tuple[int, str] | None, now: int) -> list[FileRecord]:
-        """Newest first; `before` is the (create_us, id) of the last row of the previous page."""
+        """Newest first; `before` is the (create_us, name) of the last row of the previous page."""
         q = select(files).where(files.c.project == project, files.c.expire_us > now)
         if before:
             us, fid = before
-            q = q.where(or_(files.c.create_us < us, and_(files.c.create_us == us, files.c.id < fid)))
-        q = q.order_by(files.c.create_us.desc(), files.c.id.desc()).limit(limit)
+            q = q.where(or_(files.c.create_us < us, and_(files.c.create_us == us, files.c.name < fid)))
+        q = q.order_by(files.c.create_us.desc(), files.c.name.desc()).limit(limit)
         with self.engine.connect() as c:
             return [_file_record(r) for r in c.execute(q).mappings()]
 
-    def update_file(self, file_id: str, **values) -> bool:
+    def update_file(self, key: str, **values) -> bool:
         if "error" in values and values["error"] is not None:
             values["error"] = json.dumps(values["error"])
         if "meta" in values:
             values["meta"] = json.dumps(values["meta"])
         values["update_us"] = now_us()
         with self._lock, self.engine.begin() as c:
-            return c.execute(update(files).where(files.c.id == file_id).values(**values)).rowcount > 0
+            return c.execute(update(files).where(files.c.id == key).values(**values)).rowcount > 0
 
-    def delete_file(self, project: str, file_id: str) -> bool:
+    def delete_file(self, project: str, file_id: str) -> str | None:
+        """Remove the row and leave a tombstone for its bytes; the storage key, or None if absent."""
         with self._lock, self.engine.begin() as c:
-            return c.execute(delete(files).where(files.c.id == file_id, files.c.project == project)).rowcount > 0
+            key = c.execute(select(files.c.id).where(files.c.name == file_id, files.c.project == project)).scalar()
+            if key is None:
+                return None
+            c.execute(delete(files).where(files.c.id == key))
+            c.execute(delete(tombstones).where(tombstones.c.id == key))
+            c.execute(insert(tombstones).values(id=key, deleted_us=now_us()))
+            return key
+
+    def tombstoned(self) -> set[str]:
+        with self.engine.connect() as c:
+            return {r[0] for r in c.execute(select(tombstones.c.id))}
+
+    def forget_tombstone(self, key: str) -> None:
+        with self._lock, self.engine.begin() as c:
+            c.execute(delete(tombstones).where(tombstones.c.id == key))
 
     def files_in_state(self, state: str) -> list[FileRecord]:
         with self.engine.connect() as c:
             return [_file_record(r) for r in c.execute(select(files).where(files.c.state == state)).mappings()]
 
+    def all_files(self) -> list[FileRecord]:
+        with self.engine.connect() as c:
+            return [_file_record(r) for r in c.execute(select(files)).mappings()]
+
     def expired_files(self, now: int) -> list[FileRecord]:
         with self.engine.connect() as c:
             return [_file_record(r) for r in c.execute(select(files).where(files.c.expire_us <= now)).mappings()]
 
-    def all_file_ids(self) -> set[str]:
-        with self.engine.connect() as c:
-            return {r[0] for r in c.execute(select(files.c.id))}
-
     def project_usage(self, project: str, exclude_session: str | None = None) -> int:
-        """Bytes held by the project: stored files plus bytes received by its open upload sessions."""
+        """Bytes held by the project: stored files plus the quota its unfinished uploads reserved."""
         with self.engine.connect() as c:
-            stored = c.execute(select(func.coalesce(func.sum(files.c.size_bytes), 0))
-                               .where(files.c.project == project)).scalar_one()
-            q = select(func.coalesce(func.sum(sessions.c.received), 0)).where(
-                sessions.c.project == project, sessions.c.status == "active")
-            if exclude_session:
-                q = q.where(sessions.c.id != exclude_session)
-            pending = c.execute(q).scalar_one()
-        return int(stored) + int(pending)
+            return _usage(c, project, exclude_session)
 
     # ---- upload sessions ----
-    def insert_session(self, s: UploadSession) -> None:
+    def insert_session(self, s: UploadSession, reserve: int = 0, limit: int | None = None,
+                       unique_name: bool = False) -> None:
+        """Insert the session holding `reserve` quota bytes. Checked in the same transaction: the
+        project's quota (QuotaRefused) and, for a proposed name, that the project does not hold it (NameTaken)."""
         with self._lock, self.engine.begin() as c:
+            if unique_name and _name_taken(c, s.project, s.file_id):
+                raise NameTaken(s.file_id)
+            if limit is not None and reserve:
+                used = _usage(c, s.project, None)
+                if used + reserve > limit:
+                    raise QuotaRefused(used)
             c.execute(insert(sessions).values(
                 id=s.id, project=s.project, file_id=s.file_id, display_name=s.display_name, mime_type=s.mime_type,
                 declared_size=s.declared_size, received=s.received, protocol=s.protocol, status=s.status,
-                create_us=_us(s.create_time), expire_us=_us(s.expire_time)))
+                reserved=reserve, create_us=_us(s.create_time), expire_us=_us(s.expire_time)))
+        s.reserved = reserve
+
+    def reserve(self, session_id: str, project: str, total: int, limit: int) -> int | None:
+        """Raise the session's reservation to `total` bytes unless the project would pass `limit`
+        (then return the bytes used by everything else). Atomic under the store lock."""
+        with self._lock, self.engine.begin() as c:
+            used = _usage(c, project, session_id)
+            if used + total > limit:
+                return used
+            c.execute(update(sessions).where(sessions.c.id == session_id, sessions.c.reserved < total)
+                      .values(reserved=total))
+        return None
 
     def get_session(self, session_id: str) -> UploadSession | None:
         with self.engine.connect() as c:
@@ -175,26 +315,51 @@ class MetadataStore:
         with self._lock, self.engine.begin() as c:
             c.execute(update(sessions).where(sessions.c.id == session_id).values(**values))
 
-    def session_file_id_taken(self, file_id: str) -> bool:
+    def advance_session(self, session_id: str, expected: int, received: int, **values) -> bool:
+        """Compare-and-set the acknowledged offset: only from `expected`, only while the session is active."""
+        with self._lock, self.engine.begin() as c:
+            return c.execute(update(sessions).where(
+                sessions.c.id == session_id, sessions.c.received == expected, sessions.c.status == "active")
+                .values(received=received, **values)).rowcount > 0
+
+    def begin_commit(self, session_id: str, rec: FileRecord) -> bool:
+        """Record the intent to commit `rec` (before its blob is renamed); false if the session moved on.
+
+        Picks `rec.key`: the file's id, or a fresh key when any project's file, upload or leftover bytes
+        use that id (a name held elsewhere must look free, and blobs are keyed globally)."""
+        with self._lock, self.engine.begin() as c:
+            rec.key = rec.id
+            while _key_taken(c, rec.key, session_id):
+                rec.key = "k" + secrets.token_hex(12)
+            return c.execute(update(sessions).where(sessions.c.id == session_id, sessions.c.status == "active")
+                             .values(status="committing", final_file_id=rec.key,
+                                     commit_json=json.dumps(_file_row(rec)))).rowcount > 0
+
+    def finish_commit(self, session_id: str, rec: FileRecord) -> None:
+        """Insert the file row and close the session in one transaction (the blob is already in place)."""
+        with self._lock, self.engine.begin() as c:
+            if c.execute(select(files.c.id).where(files.c.id == rec.key)).first() is None:
+                c.execute(delete(tombstones).where(tombstones.c.id == rec.key))
+                c.execute(insert(files).values(_file_row(rec)))
+            c.execute(update(sessions).where(sessions.c.id == session_id).values(
+                status="final", final_file_id=rec.key, reserved=0, commit_json=None))
+
+    def sessions_in(self, *statuses: str) -> list[UploadSession]:
         with self.engine.connect() as c:
-            return c.execute(select(sessions.c.id).where(sessions.c.file_id == file_id,
-                                                         sessions.c.status == "active")).first() is not None
+            rows = c.execute(select(sessions).where(sessions.c.status.in_(statuses))).mappings()
+            return [_session_record(r) for r in rows]
 
     def stale_sessions(self, now: int) -> list[UploadSession]:
+        """Sessions to drop: expired, or cancelled (a cancelled session answers like a missing one)."""
         with self.engine.connect() as c:
             rows = c.execute(select(sessions).where(or_(sessions.c.expire_us <= now,
-                                                        sessions.c.status != "active"))).mappings()
+                                                        sessions.c.status == "cancelled"))).mappings()
             return [_session_record(r) for r in rows]
 
     def delete_session(self, session_id: str) -> None:
         with self._lock, self.engine.begin() as c:
             c.execute(delete(sessions).where(sessions.c.id == session_id))
 
-    def active_session_ids(self) -> set[str]:
-        with self.engine.connect() as c:
-            return {r[0] for r in c.execute(select(sessions.c.id).where(sessions.c.status == "active"))}
-
-    # ---- API keys ----
     def create_key(self, project: str) -> str:
         key = "px-" + secrets.token_urlsafe(30)
         with self._lock, self.engine.begin() as c:
@@ -220,6 +385,36 @@ class MetadataStore:
                              .values(revoked=True)).rowcount > 0
 
 
+def _name_taken(c, project: str, name: str) -> bool:
+    if c.execute(select(files.c.id).where(files.c.project == project, files.c.name == name)).first():
+        return True
+    return c.execute(select(sessions.c.id).where(
+        sessions.c.project == project, sessions.c.file_id == name,
+        sessions.c.status.in_(ACTIVE_SESSION))).first() is not None
+
+
+def _key_taken(c, key: str, session_id: str) -> bool:
+    """A storage key in use by any project's file, tombstoned bytes or another commit in flight."""
+    return any(c.execute(q).first() is not None for q in (
+        select(files.c.id).where(files.c.id == key),
+        select(tombstones.c.id).where(tombstones.c.id == key),
+        select(sessions.c.id).where(sessions.c.final_file_id == key, sessions.c.status == "committing",
+                                    sessions.c.id != session_id)))
+
+
+def _usage(c, project: str, exclude_session: str | None) -> int:
+    stored = c.execute(select(func.coalesce(func.sum(files.c.size_bytes), 0)).where(files.c.project == project)).scalar_one()
+    q = select(func.coalesce(func.sum(sessions.c.reserved), 0)).where(
+        sessions.c.project == project, sessions.c.status.in_(ACTIVE_SESSION))
+    if exclude_session:
+        q = q.where(sessions.c.id != exclude_session)
+    return int(stored) + int(c.execute(q).scalar_one())
+
+
+def _safe_url(url: str) -> str:
+    return url.split("@", 1)[-1] if "@" in url else url
+
+
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
@@ -233,7 +428,7 @@ def _us(dt: datetime) -> int:
 
 
 def _file_row(r: FileRecord) -> dict:
-    return dict(id=r.id, project=r.project, display_name=r.display_name, mime_type=r.mime_type,
+    return dict(id=r.key, name=r.id, project=r.project, display_name=r.display_name, mime_type=r.mime_type,
                 size_bytes=r.size_bytes, sha256=r.sha256, state=r.state,
                 error=json.dumps(r.error) if r.error else None, video_duration=r.video_duration, source=r.source,
                 meta=json.dumps(r.meta), create_us=_us(r.create_time), update_us=_us(r.update_time),
@@ -242,7 +437,7 @@ def _file_row(r: FileRecord) -> dict:
 
 def _file_record(row) -> FileRecord:
     return FileRecord(
-        id=row["id"], project=row["project"], display_name=row["display_name"], mime_type=row["mime_type"],
+        id=row["name"] or row["id"], key=row["id"], project=row["project"], display_name=row["display_name"], mime_type=row["mime_type"],
         size_bytes=row["size_bytes"], sha256=row["sha256"], state=row["state"],
         create_time=from_us(row["create_us"]), update_time=from_us(row["update_us"]),
         expiration_time=from_us(row["expire_us"]), error=json.loads(row["error"]) if row["error"] else None,
@@ -254,4 +449,13 @@ def _session_record(row) -> UploadSession:
         id=row["id"], project=row["project"], file_id=row["file_id"], display_name=row["display_name"],
         mime_type=row["mime_type"], declared_size=row["declared_size"], received=row["received"],
         protocol=row["protocol"], status=row["status"], create_time=from_us(row["create_us"]),
-        expire_time=from_us(row["expire_us"]), final_file_id=row["final_file_id"])
+        expire_time=from_us(row["expire_us"]), final_file_id=row["final_file_id"], reserved=row["reserved"],
+        commit=_commit_record(row["commit_json"]))
+
+
+def _commit_record(raw: str | None) -> FileRecord | None:
+    """The file row a committing session will insert (stored as the row's own columns)."""
+    if not raw:
+        return None
+    row = json.loads(raw)
+    return _file_record(row)
