@@ -92,7 +92,7 @@ def to_params(cfg: GenerationConfig | None) -> GenerationParams:
 
 async def _job(request: Request, method: str) -> Job:
     c = ctx(request)
-    project = c.auth.project(request)
+    project = await c.auth.project_async(request)
     version = request.path_params.get("version", "v1beta")
     req = parse(GenerateContentRequest, await read_json(request), version)
     return await c.generation.prepare(project, request.path_params["model"], to_input(req), api_version=version,
@@ -198,7 +198,7 @@ async def stream_generate_content(request: Request) -> Response:
 
 async def count_tokens(request: Request) -> JSONResponse:
     c = ctx(request)
-    project = c.auth.project(request)
+    project = await c.auth.project_async(request)
     version = request.path_params.get("version", "v1beta")
     req = parse(CountTokensRequest, await read_json(request), version).as_generate()
     job = await c.generation.prepare(project, request.path_params["model"], to_input(req), api_version=version,

@@ -12,7 +12,7 @@ from pollux.errors import InvalidArgument
 
 async def list_models(request: Request) -> JSONResponse:
     c = ctx(request)
-    c.auth.project(request)
+    await c.auth.project_async(request)
     raw = request.query_params.get("pageSize") or request.query_params.get("page_size")
     token = request.query_params.get("pageToken") or request.query_params.get("page_token")
     try:
@@ -32,7 +32,7 @@ async def list_models(request: Request) -> JSONResponse:
 
 async def get_model(request: Request) -> JSONResponse:
     c = ctx(request)
-    c.auth.project(request)
+    await c.auth.project_async(request)
     resolved = c.catalog.resolve(request.path_params["model"], api_version=request.path_params.get("version", "v1beta"),
                                  strict=c.settings.strict_model_names)
     return JSONResponse(model_json(resolved.entry, resolved.requested, c.engines.info(resolved.entry)))

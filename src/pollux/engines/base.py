@@ -34,6 +34,9 @@ class Capabilities:
     max_images: int | None = None
 
     def accepts(self, mime: str) -> bool:
+        from pollux.media.mime import normalize  # a File keeps the type its client named (audio/mpeg)
+
+        mime = normalize(mime)
         major = mime.split("/", 1)[0]
         return mime in self.mime_types or f"{major}/*" in self.mime_types
 

@@ -289,7 +289,7 @@ class Warmup:
             if done is not None:
                 pending.append(done)
         deadline = time.monotonic() + self.image_timeout
-        file_id = getattr(record, "id", "?")
+        file_id = getattr(record, "key", None) or getattr(record, "id", "?")  # jobs are keyed by storage key
         for done in pending:
             while not done.wait(0.2):
                 if self.files.processor.is_cancelled(file_id):

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 from starlette.concurrency import run_in_threadpool
 
 from pollux.errors import (AlreadyExists, FileNotActive, InvalidArgument, NotFound, PayloadTooLarge,
-                           PermissionDenied, PolluxError, ResourceExhausted, UnsupportedMedia)
+                           PermissionDenied, PolluxError, ResourceExhausted, Unavailable, UnsupportedMedia)
 from pollux.files import recovery
 from pollux.files.blobs import LocalBlobStore
 from pollux.files.dirlock import DirLock
@@ -223,7 +223,7 @@ class FileService:
         file_id = parse_file_id(new.name) if new.name else None
         if len(new.display_name) > 512:
             raise InvalidArgument("displayName must be at most 512 characters.")
-        declared = mimes.normalize(new.mime_type) if new.mime_type else ""
+        declared = mimes.bare(new.mime_type) if new.mime_type else ""
         if declared and mimes.kind(declared) is None:
             raise UnsupportedMedia(f"Unsupported MIME type: {declared}. Supported: images, video and audio "
                                    "(see the Gemini API's list of supported types).")
@@ -371,7 +371,8 @@ class FileService:
             try:
                 return await run_in_threadpool(self._commit, s)
             except PolluxError as e:
-                if e.reason not in ("STORAGE_FULL", "STORAGE_NOT_WRITABLE"):
+                # Retryable failures (full or read-only disk, a busy decoder) keep the bytes: the client retries.
+                if e.reason not in ("STORAGE_FULL", "STORAGE_NOT_WRITABLE") and not isinstance(e, Unavailable):
                     await run_in_threadpool(self.abort, s.id)
                 raise
 
@@ -462,13 +463,15 @@ class FileService:
                 head = fh.read(SNIFF_BYTES)
         except FileNotFoundError:
             raise InvalidArgument("The upload session's bytes were lost; start a new upload.") from None
+        # Checked in its canonical form; the record keeps the type the client named, as Gemini echoes it.
         mime = mimes.check(s.mime_type or _sniffed(head), head)
+        named = s.mime_type or mime
         sha = self._hasher(s).hexdigest()
         decoded_later = pipeline.needs_processing(mime)
         processing = decoded_later or any(wanted(mime) for wanted in self.processing_wanted)
         created = from_us(now_us())
         rec = FileRecord(
-            id=s.file_id, project=s.project, display_name=s.display_name, mime_type=mime, size_bytes=s.received,
+            id=s.file_id, project=s.project, display_name=s.display_name, mime_type=named, size_bytes=s.received,
             sha256=sha, state=State.PROCESSING if processing else State.ACTIVE, create_time=created,
             update_time=created, expiration_time=created + timedelta(seconds=self.settings.file_ttl_seconds))
         with storage_errors():

@@ -51,9 +51,14 @@ _M4A_BRANDS = {b"M4A ", b"M4B ", b"M4P "}
 _ASF_GUID = bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c")
 
 
+def bare(mime: str) -> str:
+    """Lowercase, parameters stripped: the type as the client named it (what a File's mimeType echoes)."""
+    return mime.split(";", 1)[0].strip().lower()
+
+
 def normalize(mime: str) -> str:
     """Lowercase, parameters stripped, alias mapped to its canonical type."""
-    base = mime.split(";", 1)[0].strip().lower()
+    base = bare(mime)
     return ALIASES.get(base, base)
 
 

@@ -58,6 +58,7 @@ def prepare_file(
     image: {"width": w, "height": h} (original size after EXIF rotation).
     Raises InvalidArgument (the file becomes FAILED with its message) or Cancelled.
     """
+    mime = mime_types.normalize(mime)
     kind = _kind(mime)
     if kind == "video":
         video = prepare_video(blob, artifact_dir, settings, cancelled)
@@ -72,6 +73,7 @@ def prepare_file(
 
 def load_prepared(mime: str, blob: Path, artifact_dir: Path, settings: Settings) -> Prepared:
     """The prepared media of an ACTIVE file (never decodes a video again)."""
+    mime = mime_types.normalize(mime)
     kind = _kind(mime)
     if kind == "video":
         return load_video(blob, artifact_dir)
