@@ -87,7 +87,7 @@ def test_too_long_video_fails(make_client, tmp_path):
 def test_audio_file(client, tmp_path):
     data = write_audio(tmp_path / "tone.mp3", "mp3", seconds=3.0).read_bytes()
     f = _wait(client, upload(client, data, mime="audio/mpeg")["name"])
-    assert f["state"] == "ACTIVE" and f["mimeType"] == "audio/mp3"
+    assert f["state"] == "ACTIVE" and f["mimeType"] == "audio/mpeg"  # as the client named it, like Gemini
     body = {"contents": [{"parts": [{"fileData": {"fileUri": f["uri"]}}, {"text": "Transcribe."}]}]}
     details = client.post(f"{URL}:countTokens", headers=H, json=body).json()["promptTokensDetails"]
     assert {d["modality"]: d["tokenCount"] for d in details}["AUDIO"] == 96
