@@ -20,8 +20,8 @@ class ModelEntry:
     id: str
     display_name: str
     description: str
-    engine: str  # registry name: transformers | openvino | emulator | third-party
-    source: str  # Hugging Face repo id or a local directory
+    engine: str  # registry name: transformers | openvino | openai | emulator | third-party
+    source: str | tuple[str, ...]  # Hugging Face repo id or a local directory; openai: base URL(s)
     family: str  # smolvlm | qwen2_5_vl | ... (chat template quirks, box conversion)
     revision: str | None = None
     aliases: tuple[str, ...] = ()
@@ -100,6 +100,8 @@ class Catalog:
                     raw = dict(raw)
                     raw["aliases"] = tuple(raw.get("aliases", ()))
                     base = entries.get(raw["id"])
+                    if base is None:
+                        raw = entry_defaults(raw)
                     entries[raw["id"]] = replace(base, **raw) if base else ModelEntry(**raw)
         # An alias belongs to the last entry that claims it.
         return cls(list(entries.values()))
@@ -125,3 +127,11 @@ class Catalog:
 
 def _profile(name: str) -> str:
     return "gemini-1.5" if name.startswith(("gemini-1.", "gemini-pro-vision")) else "gemini-2"
+
+
+def entry_defaults(raw: dict) -> dict:
+    """A new entry's optional fields: a list `source` is replicas; `family` may be absent (plain conventions)."""
+    out = {"display_name": raw.get("id", ""), "description": "", "family": "", **raw}
+    if isinstance(out.get("source"), list):
+        out["source"] = tuple(out["source"])
+    return out

@@ -7,6 +7,7 @@ The API layer hands in a parsed, engine-neutral request; nothing here knows abou
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import tempfile
@@ -25,7 +26,8 @@ from pollux.errors import InvalidArgument, PermissionDenied, UnsupportedMedia
 from pollux.media import mime as mimes
 from pollux.media import pipeline, tokens
 from pollux.media.prepared import PreparedAudio, PreparedImage, PreparedVideo
-from pollux.prompt_types import MediaPart, Prompt, RequestTurn, TextPart, VideoOptions
+from pollux.prompt_types import (FunctionCall, FunctionResponse, MediaPart, Prompt, RequestTurn, TextPart,
+                                 VideoOptions)
 
 if TYPE_CHECKING:
     from pollux.engines.hub import EngineHub
@@ -53,7 +55,7 @@ class InlineRef:
 
 @dataclass
 class GenerateInput:
-    turns: list[tuple[str, list[str | FileRef | InlineRef]]]
+    turns: list[tuple[str, list[str | FileRef | InlineRef | FunctionCall | FunctionResponse]]]
     system: str | None = None
     params: GenerationParams = field(default_factory=GenerationParams)
 
@@ -95,6 +97,7 @@ class GenerationService:
         if not inp.turns:
             raise InvalidArgument("* GenerateContentRequest.contents: contents is not specified")
         engine = self.engines.get(model.entry)
+        _check_tools(inp, engine, model.requested)
         with tempfile.TemporaryDirectory(dir=self.scratch) as scratch:
             turns = self._resolve_media(project, inp, engine, Path(scratch))
             with self.engines.lease(model.entry):
@@ -119,6 +122,9 @@ class GenerationService:
                 position += 1
                 if isinstance(part, str):
                     turn.parts.append(TextPart(part))
+                    continue
+                if isinstance(part, (FunctionCall, FunctionResponse)):
+                    turn.parts.append(part)
                     continue
                 media = self._media(project, part, scratch, position - 1)
                 if not engine.capabilities.accepts(media.mime_type):
@@ -176,6 +182,9 @@ class GenerationService:
                 if isinstance(part, TextPart):
                     counts["TEXT"] += count_text(part.text)
                     continue
+                if isinstance(part, (FunctionCall, FunctionResponse)):
+                    counts["TEXT"] += count_text(json.dumps(vars(part)))
+                    continue
                 p = part.prepared
                 if isinstance(p, PreparedImage):
                     counts["IMAGE"] += tokens.count_image(*p.original_size, profile)
@@ -191,6 +200,10 @@ class GenerationService:
 
     async def stream(self, job: Job) -> AsyncIterator[Delta]:
         """Run the engine in a worker thread; leaving the iterator early cancels generation."""
+        if not job.engine.serialised:  # a remote server: streamed on the event loop, closing it cancels upstream
+            async for delta in job.engine.astream(job.prompt, job.params):  # type: ignore[attr-defined]
+                yield delta
+            return
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
         cancel = threading.Event()
@@ -218,3 +231,11 @@ class GenerationService:
             cancel.set()
             if not worker.done():
                 worker.add_done_callback(lambda f: f.exception())
+
+
+def _check_tools(inp: GenerateInput, engine: Engine, model: str) -> None:
+    """Function calling reaches only engines that declare it (remote servers); others answer a clear 400."""
+    calls = any(isinstance(p, (FunctionCall, FunctionResponse)) for _, parts in inp.turns for p in parts)
+    if (inp.params.tools or calls) and not engine.capabilities.tools:
+        raise InvalidArgument(f"Tools (function calling) are not supported by {model} on this server's "
+                              f"{engine.name} engine; serve it from an OpenAI-compatible engine (--engine-url).")

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pollux.engines.base import Capabilities
 from pollux.errors import InvalidArgument, UnsupportedMedia
 from pollux.media.prepared import Frame, PreparedAudio, PreparedImage, PreparedVideo
-from pollux.prompt_types import Audio, Image, MediaPart, Prompt, RequestTurn, Segment, Text, TextPart, Turn
+from pollux.prompt_types import (Audio, FunctionCall, FunctionResponse, Image, MediaPart, Prompt, RequestTurn, Segment,
+                                 Text, TextPart, Turn)
 
 Transcribe = Callable[[PreparedAudio], list[dict]]
 CountTokens = Callable[[Prompt], int]
@@ -146,6 +147,9 @@ def _build(turns: list[RequestTurn], system: str | None, caps: Capabilities, tra
         for part in turn.parts:
             if isinstance(part, TextPart):
                 segments.append(Text(part.text))
+                continue
+            if isinstance(part, (FunctionCall, FunctionResponse)):  # history of a tool-using chat, kept in place
+                segments.append(part)
                 continue
             p = part.prepared
             if isinstance(p, PreparedImage):
