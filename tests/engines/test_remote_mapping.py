@@ -54,7 +54,7 @@ def test_history_with_function_calls_and_results():
 
 @pytest.mark.parametrize("config, choice", [
     ({"mode": "AUTO"}, "auto"), ({"mode": "NONE"}, "none"), ({"mode": "ANY"}, "required"),
-    ({"mode": "ANY", "allowed_function_names": ["b"]}, {"type": "function", "function": {"name": "b"}}),
+    ({"mode": "ANY", "allowed_function_names": ["b"]}, "required"),
 ])
 def test_tool_config_modes(config, choice):
     params = GenerationParams(tools=[{"name": "a", "description": "", "parameters": {"type": "object"}},

@@ -113,9 +113,9 @@ def tools_json(params: GenerationParams) -> dict:
     out: dict = {"tools": tools}
     if mode == "NONE":
         out["tool_choice"] = "none"
-    elif mode in ("ANY", "VALIDATED") and len(tools) == 1:
-        out["tool_choice"] = {"type": "function", "function": {"name": tools[0]["function"]["name"]}}
     elif mode in ("ANY", "VALIDATED"):
+        # "required" over the allowed tools rather than a named choice: vLLM's hermes parser leaves a named
+        # call in the text, and "required" is what SGLang and vLLM both constrain.
         out["tool_choice"] = "required"
     else:
         out["tool_choice"] = "auto"
@@ -140,9 +140,13 @@ def response_format(params: GenerationParams) -> dict:
 
 def request_body(prompt: Prompt, params: GenerationParams, model: str, *, audio: bool = False,
                  extra: dict | None = None) -> dict:
-    """The whole chat-completions request, always streamed (usage from `stream_options`)."""
+    """The whole chat-completions request, streamed (usage from `stream_options`) unless it declares tools:
+    servers' streamed tool-call parsing is the fragile part (vLLM 0.32 garbles "required" calls), so a
+    tool-using request is answered whole."""
     body: dict[str, Any] = {"model": model, "messages": messages(prompt, audio=audio), "stream": True,
                             "stream_options": {"include_usage": True}}
+    if params.tools:
+        body = {"model": body["model"], "messages": body["messages"], "stream": False}
     for key, value in (("temperature", params.temperature), ("top_p", params.top_p), ("top_k", params.top_k),
                        ("seed", params.seed), ("max_tokens", params.max_output_tokens),
                        ("presence_penalty", params.presence_penalty),

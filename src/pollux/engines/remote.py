@@ -99,6 +99,7 @@ class RemoteEngine(Engine):
         self._sync = httpx.Client(timeout=httpx.Timeout(30.0, connect=self.timeout.connect), headers=self._headers())
         self._clients: dict[int, httpx.AsyncClient] = {}  # per event loop (a client belongs to one loop)
         self._image_costs: dict[tuple, int] = {}
+        self._text_counts: dict[str, int] = {}
 
     # ------------------------------------------------------------------------------ life cycle
 
@@ -197,17 +198,24 @@ class RemoteEngine(Engine):
         return total
 
     def _tokenize(self, replica: Replica, messages: list[dict]) -> int | None:
+        key = json.dumps(messages)
+        if key in self._text_counts:
+            return self._text_counts[key]
         r = self._sync.post(replica.root + "/tokenize", json={"model": self.model, "messages": messages,
                                                                "add_generation_prompt": True})
         if r.status_code in (404, 405, 501):
-            replica.tokenize = False
+            replica.tokenize = False  # not vLLM: the local estimate from now on
             return None
         r.raise_for_status()
         replica.tokenize = True
-        return int(r.json()["count"])
+        count = self._text_counts[key] = int(r.json()["count"])
+        if len(self._text_counts) > 1024:  # a small memo: repeated prompts cost no round trip
+            self._text_counts.pop(next(iter(self._text_counts)))
+        return count
 
     def _server_count(self, prompt: Prompt) -> int | None:
-        replica = next((r for r in self.replicas if r.tokenize is not False), None)
+        now = time.monotonic()
+        replica = next((r for r in self.replicas if r.tokenize is not False and r.retry_at <= now), None)
         if replica is None or not self.model:
             return None
         try:
@@ -218,8 +226,13 @@ class RemoteEngine(Engine):
                 return None
             for image in prompt.images():
                 count += self._image_cost(replica, image)
-        except (httpx.HTTPError, ValueError, KeyError, TypeError) as e:
+        except (httpx.TransportError, httpx.HTTPStatusError) as e:  # the server is down or failing
+            self._mark(replica, False, f"/tokenize: {e}")
             log.warning("%s: /tokenize failed (%s); counting tokens locally", self.describe(replica), e)
+            return None
+        except (ValueError, KeyError, TypeError) as e:  # something else answers /tokenize: not vLLM's
+            replica.tokenize = False
+            log.warning("%s: /tokenize answered unexpectedly (%s); counting tokens locally", self.describe(replica), e)
             return None
         self.native_count_source = "server"
         return count
@@ -298,7 +311,11 @@ class RemoteEngine(Engine):
         finally:
             with self._guard:
                 self._in_flight -= 1
-        for delta in state.finish():
+        try:
+            final = state.finish()
+        except mapping.MalformedAnswer as e:
+            raise self._malformed(e) from None
+        for delta in final:
             if hold and delta.text:
                 delta.text = self._post_process(delta.text, prompt, params)
             yield delta
@@ -337,8 +354,11 @@ class RemoteEngine(Engine):
             raise Unavailable(f"The model {self.entry.id} became unavailable: {self.describe(replica)} stopped "
                               "mid-answer.") from None
         except mapping.MalformedAnswer as e:
-            log.error("%s sent a malformed answer: %s", self.describe(replica), e)
-            raise Internal(f"The model {self.entry.id} sent a malformed answer (see the server log).") from None
+            raise self._malformed(e, replica) from None
+
+    def _malformed(self, e: Exception, replica: Replica | None = None) -> Internal:
+        log.error("%s sent a malformed answer: %s", self.describe(replica), e)  # the cause, for the operator
+        return Internal(f"The model {self.entry.id} sent a malformed answer (the cause is in Pollux's log).")
 
     def _refusal(self, replica: Replica, status: int, raw: bytes, body: dict) -> Exception:
         err, message = mapping.error_message(raw)
