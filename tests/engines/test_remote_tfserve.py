@@ -68,7 +68,7 @@ def test_image_through_replicas_skipping_the_dead_one(pollux, dead_url, tfserve)
     assert r.headers["x-pollux-native-token-source"] == "estimate"  # no /tokenize on this server
     replicas = httpx.get(f"{pollux.url}/v1beta/models/tf-llava", headers=H).json()["polluxRuntime"]["remote"]["replicas"]
     health = {rep["url"]: rep for rep in replicas}
-    assert health[dead_url]["healthy"] is False and "connect" in health[dead_url]["lastError"]
+    assert health[dead_url]["healthy"] is False and "refused" in health[dead_url]["lastError"]
     assert health[tfserve.url]["healthy"] is True
     assert all(rep["outstanding"] == 0 for rep in replicas)
 

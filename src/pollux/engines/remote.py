@@ -94,7 +94,8 @@ class RemoteEngine(Engine):
             boxes=entry.family in NATIVE_BOX_FAMILIES, json_schema=True, streaming=True,
             max_images=int(max_images) if max_images else None, tools=bool(opts.get("tools", True)))
         self.native_count_source = "estimate"
-        self._guard = threading.Lock()
+        self._guard = threading.Lock()  # replica state and the in-flight count
+        self._load_lock = threading.Lock()
         self._in_flight = 0
         self._sync = httpx.Client(timeout=httpx.Timeout(30.0, connect=self.timeout.connect), headers=self._headers())
         self._clients: dict[int, httpx.AsyncClient] = {}  # per event loop (a client belongs to one loop)
@@ -114,7 +115,7 @@ class RemoteEngine(Engine):
         """Cheap: learns the served model's name once (the first of /v1/models when the entry names none)."""
         if self.model:
             return
-        with self._guard:
+        with self._load_lock:
             if self.model:
                 return
             errors = []
