@@ -267,6 +267,10 @@ class StreamState:
                 state.finish = FINISH_REASONS.get(choice["finish_reason"], "OTHER")
         return out
 
+    def complete(self) -> bool:
+        """Every candidate has its finish_reason (a stream cut short has not)."""
+        return all(self.choices.get(i, _Choice()).finish for i in range(self.candidates))
+
     def finish(self) -> list[Delta]:
         """The last delta of every candidate (with its tool calls and token count)."""
         counts = {i: self.choices.get(i, _Choice()).chunks for i in range(self.candidates)}

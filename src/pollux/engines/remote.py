@@ -342,6 +342,8 @@ class RemoteEngine(Engine):
                     async for event in events:
                         for delta in state.feed(event):
                             yield delta
+                if not state.complete():  # the connection ended cleanly mid-answer: the server died
+                    raise httpx.RemoteProtocolError("the stream ended before every answer finished")
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as e:
             raise _Retry(f"cannot connect: {e or type(e).__name__}") from None
         except (httpx.ReadTimeout, httpx.WriteTimeout) as e:
