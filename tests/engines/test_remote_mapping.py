@@ -33,9 +33,21 @@ def test_video_frames_interleaved_with_labels_and_transcript():
                      ("text", "00:01"), ("image_url", ""),
                      ("text", "Speech [00:01-00:02]: word 1\nWhat is said at 00:01?")]
     url = msgs[1]["content"][1]["image_url"]["url"]
-    assert url.startswith("data:image/jpeg;base64,")  # frames as JPEG, still images as PNG
-    still = m.messages(Prompt([Turn("user", [Image(PILImage.new("RGB", (8, 8)), (8, 8)), Text("hi")])]))
-    assert still[0]["content"][0]["image_url"]["url"].startswith("data:image/png;base64,")
+    assert url.startswith("data:image/jpeg;base64,")
+    import base64
+    import io
+
+    sent = PILImage.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
+    assert sent.size == (64, 48)  # the prepared image as it is (box conventions refer to it)
+
+
+def test_data_urls_are_encoded_once_per_cache_key():
+    cache = m.DataURLCache(max_bytes=10_000)
+    first = Image(PILImage.new("RGB", (32, 32), (1, 2, 3)), (32, 32), cache_key="a")
+    assert cache(first) is cache(Image(PILImage.new("RGB", (32, 32)), (32, 32), cache_key="a"))
+    for k in range(50):
+        cache(Image(PILImage.new("RGB", (32, 32), (k, k, k)), (32, 32), cache_key=f"k{k}"))
+    assert cache.size <= 10_000  # bounded
 
 
 def test_history_with_function_calls_and_results():

@@ -101,6 +101,7 @@ class RemoteEngine(Engine):
         self._clients: dict[int, httpx.AsyncClient] = {}  # per event loop (a client belongs to one loop)
         self._image_costs: dict[tuple, int] = {}
         self._text_counts: dict[str, int] = {}
+        self._data_urls = mapping.DataURLCache(int(opts.get("image_cache_bytes", 256 * 1024 * 1024)))
 
     # ------------------------------------------------------------------------------ life cycle
 
@@ -284,7 +285,8 @@ class RemoteEngine(Engine):
             await asyncio.to_thread(self.load)
         # Encoding images is CPU work: off the event loop, once for every attempt.
         body = await asyncio.to_thread(mapping.request_body, prompt, params, self.model,
-                                       audio=self.capabilities.audio, extra=self.extra_body)
+                                       audio=self.capabilities.audio, extra=self.extra_body,
+                                       image_url=self._data_urls)
         payload = await asyncio.to_thread(lambda: json.dumps(body).encode())
         hold = params.response_mime_type == "text/x.enum" or self._wants_boxes(prompt, params)
         state = mapping.StreamState(candidates=max(1, params.candidate_count), hold_text=hold)
@@ -431,9 +433,7 @@ async def _events(resp: httpx.Response) -> AsyncIterator[dict]:
         except ValueError:
             raise mapping.MalformedAnswer(f"the answer is neither SSE nor JSON: {raw[:200]!r}") from None
         return
-    async for line in resp.aiter_lines():
+    async for line in resp.aiter_lines():  # read to the end (past [DONE]) so the connection is reused
         for event in mapping.sse_events([line]):
             yield event
-        if line.strip() == "data: [DONE]":
-            return
 
