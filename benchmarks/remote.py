@@ -5,7 +5,8 @@ The image is a 640x480 JPEG photo, inline. Both sides stream, at temperature 0 w
 concurrency it prints the median over rounds of: throughput ratio (Pollux / direct, requests/s), p50
 latency of each, the added p50 latency, and the same minus Pollux's media preparation of the image
 (decode, scale; measured in-process), plus each ratio's spread (min-max over
-rounds). Goals (issue 16): throughput >= 90 % of direct, added p50 (excluding media preparation) <= 5 ms.
+rounds), and Pollux's own CPU time per request (its process, from /proc: on a CPU-only box every
+such millisecond is taken from the engine). Goals (issue 16): throughput >= 90 % of direct, added p50 (excluding media preparation) <= 5 ms.
 
 Usage:
   python benchmarks/remote.py --start vllm            # builds the tiny LLaVA, starts vLLM and Pollux
@@ -20,6 +21,7 @@ import asyncio
 import base64
 import io
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -110,6 +112,12 @@ async def run(kind: str, clients: int, requests: int, call) -> tuple[float, list
     return clients * requests / elapsed, latencies
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its threads (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def start_servers(args, work: Path):
     from tests.fixtures.openai_servers import OpenAIServer, build_llava, ensure_venv
 
@@ -169,11 +177,14 @@ def main() -> None:
                     order.reverse()  # interleaved: neither side always runs first
                 row = {}
                 for name, call in order:
+                    cpu = cpu_seconds(pollux.proc.pid)
                     rps, lat = asyncio.run(run(name, n, args.requests, call))
                     row[name] = (rps, statistics.median(lat))
+                    if name == "pollux":
+                        row["cpu_ms"] = (cpu_seconds(pollux.proc.pid) - cpu) * 1000 / (n * args.requests)
                 results.setdefault(n, []).append(row)
         print(f"\n{'clients':>7} {'thru ratio':>10} {'spread':>13} {'direct p50':>10} {'pollux p50':>10} "
-              f"{'added p50':>9} {'excl. prep':>10} {'direct r/s':>10} {'pollux r/s':>10}")
+              f"{'added p50':>9} {'excl. prep':>10} {'direct r/s':>10} {'pollux r/s':>10} {'CPU ms/req':>10}")
         summary = {}
         for n, rows in results.items():
             ratios = [row["pollux"][0] / row["direct"][0] for row in rows]
@@ -185,11 +196,12 @@ def main() -> None:
                           "ratio_max": max(ratios), "direct_p50_ms": d50, "pollux_p50_ms": p50,
                           "added_p50_ms": med_added, "added_p50_excl_prep_ms": med_added - prep,
                           "direct_rps": statistics.median(row["direct"][0] for row in rows),
-                          "pollux_rps": statistics.median(row["pollux"][0] for row in rows)}
+                          "pollux_rps": statistics.median(row["pollux"][0] for row in rows),
+                          "pollux_cpu_ms_per_request": statistics.median(row["cpu_ms"] for row in rows)}
             s = summary[n]
             print(f"{n:>7} {s['throughput_ratio']:>10.3f} {s['ratio_min']:>6.3f}-{s['ratio_max']:<6.3f} {d50:>10.1f} "
                   f"{p50:>10.1f} {med_added:>9.1f} {med_added - prep:>10.1f} {s['direct_rps']:>10.2f} "
-                  f"{s['pollux_rps']:>10.2f}")
+                  f"{s['pollux_rps']:>10.2f} {s['pollux_cpu_ms_per_request']:>10.1f}")
         (work / "remote-bench.json").write_text(json.dumps({"prep_ms": prep, "results": summary}, indent=1))
     finally:
         pollux.stop()

@@ -23,6 +23,7 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import httpx
 
 from pollux.engines import boxes, grounding
@@ -335,8 +336,10 @@ class RemoteEngine(Engine):
                        state: mapping.StreamState) -> AsyncIterator[Delta]:
         client = self._client()
         try:
-            async with client.stream("POST", replica.url + "/chat/completions", content=payload,
-                                     headers={"Content-Type": "application/json"}) as resp:
+            request = client.build_request("POST", replica.url + "/chat/completions", content=payload,
+                                           headers={"Content-Type": "application/json"})
+            resp = await client.send(request, stream=True)
+            try:
                 if resp.status_code >= 400:
                     raise self._refusal(replica, resp.status_code, await resp.aread(), body)
                 self._mark(replica, True)
@@ -346,6 +349,12 @@ class RemoteEngine(Engine):
                             yield delta
                 if not state.complete():  # the connection ended cleanly mid-answer: the server died
                     raise httpx.RemoteProtocolError("the stream ended before every answer finished")
+            finally:
+                # Closing an unfinished stream closes its connection: that is what cancels the request at
+                # the server. Shielded: a client's disconnect cancels this task, and a cancelled close
+                # would leave the connection (and the server's generation) running.
+                with anyio.CancelScope(shield=True):
+                    await resp.aclose()
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as e:
             raise _Retry(f"cannot connect: {e or type(e).__name__}") from None
         except (httpx.ReadTimeout, httpx.WriteTimeout) as e:
