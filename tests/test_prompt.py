@@ -154,3 +154,65 @@ def test_mentioned_seconds():
     assert mentioned_seconds("What are the examples at 01:05 and 01:19 for?") == [65, 79]
     assert mentioned_seconds("at 1:02:03, not 12345 or 3.5") == [3723]
     assert mentioned_seconds("no times here") == []
+
+
+# ---------------------------------------------------------------------------------- box intent
+
+SPATIAL_SYSTEM = ("Return bounding boxes as a JSON array with labels. Never return masks or code fencing. "
+                  "Limit to 25 objects.")
+
+
+def _box_prompt(system, text, mime="text/plain", schema=None):
+    turns = [RequestTurn("user", [MediaPart(_image(), "image/png", "files/img"), TextPart(text)])]
+    return assemble(turns, system, capabilities=ALL, response_mime_type=mime, response_schema=schema)
+
+
+@pytest.mark.parametrize("system,text,mime,expected", [
+    (SPATIAL_SYSTEM, "Show me the positions of the socks", "text/plain", (("socks",), True, True)),
+    (SPATIAL_SYSTEM, "Detect the 2d bounding boxes of the cupcakes (with label as topping)", "text/plain",
+     (("cupcakes",), True, True)),
+    (None, "Return a bounding box for the piranha. \n [ymin, xmin, ymax, xmax]", "text/plain",
+     (("piranha",), False, False)),
+    (None, "Give me bounding boxes of all the cats and the dogs", "application/json", (("cats", "dogs"), True, True)),
+    ("Answer with box_2d for every object the user names.", "the red cup", "text/plain", (("object",), True, True)),
+])
+def test_box_intent_from_system_instruction_and_user_turn(system, text, mime, expected):
+    boxes = _box_prompt(system, text, mime).boxes
+    assert (boxes.phrases, boxes.many, boxes.json) == expected
+
+
+def test_no_box_intent_without_a_box_request():
+    assert _box_prompt("Be terse.", "Show me the positions of the socks").boxes is None
+    assert _box_prompt(None, "Describe this image.").boxes is None
+    schema = {"type": "array", "items": {"type": "object", "properties": {"box_2d": {"type": "array"}}}}
+    assert _box_prompt(None, "Where is the cup?", "application/json", schema).boxes.phrases == ("cup",)
+
+
+def test_the_same_intent_reaches_the_emulator_and_a_real_engine(tmp_path, monkeypatch):
+    """One BoxRequest, read by the emulator and by the transformers engine's box path (its grounding
+    model stubbed with a recorder: the engine's own code decides what it asks the grounder)."""
+    from pollux.catalog import ModelEntry
+    from pollux.engines import grounding
+    from pollux.engines.base import GenerationParams
+    from pollux.engines.boxes import Detection
+    from pollux.engines.emulator import EmulatorEngine
+    from pollux.engines.transformers import TransformersEngine
+    from pollux.settings import Settings
+
+    prompt = _box_prompt(SPATIAL_SYSTEM, "Show me the positions of the socks")
+    entry = ModelEntry(id="m", display_name="m", description="", engine="transformers", source=str(tmp_path),
+                       family="smolvlm")
+    settings = Settings(data_dir=tmp_path)
+    asked = []
+
+    class Recorder:
+        def detect(self, image, names, *, many=False, image_index=0):
+            asked.append((tuple(names), many))
+            return [Detection(names[0], (100, 200, 300, 400), image=image_index)]
+
+    monkeypatch.setattr(grounding, "grounder_for", lambda name, s: Recorder())
+    answer = TransformersEngine(entry, settings)._box_answer(prompt, GenerationParams(), None)
+    assert asked == [(prompt.boxes.phrases, prompt.boxes.many)] == [(("socks",), True)]
+    assert answer == '[{"box_2d": [100, 200, 300, 400], "label": "socks"}]'  # JSON, as the system asked
+    emulated = EmulatorEngine(entry, settings).answer(prompt, GenerationParams())
+    assert '"label": "socks"' in emulated and '"box_2d"' in emulated

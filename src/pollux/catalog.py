@@ -1,7 +1,11 @@
-"""The model catalog: local model entries and the Gemini aliases that resolve to them.
+"""The model catalog: local model entries, and Gemini model names resolved to them by rule.
 
-The alias a request used also picks the Gemini token-accounting profile (1.5: flat 258 per image;
-2.x and later: 768-px tiles), so `countTokens` answers as the named Gemini model would.
+A Gemini name (`gemini-<version>-<tier>[-preview|-exp|-latest|-NNN...]`, `gemini-flash-latest`,
+`gemma-*`, ...) resolves by its tier (flash-lite / flash / pro, mapped to local entries by the
+catalog file's `[gemini_tiers]` table) and its version family picks the Gemini token-accounting
+profile (1.5: flat 258 per image; 2.x: 768-px tiles; 3.x: media-resolution caps), so `countTokens`
+answers as the named Gemini model would. Names of models that do other jobs (embeddings, image,
+music or speech generation, Live) are refused with a message saying what Pollux serves.
 """
 
 from __future__ import annotations
@@ -12,7 +16,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from pollux.errors import NotFound
+from pollux.errors import InvalidArgument, NotFound
+
+GEMINI_CONTEXT = 1_048_576  # what Gemini's flash and pro models take (and what video thinning lets through)
 
 
 @dataclass(frozen=True)
@@ -25,25 +31,35 @@ class ModelEntry:
     family: str  # smolvlm | qwen2_5_vl | ... (chat template quirks, box conversion)
     revision: str | None = None
     aliases: tuple[str, ...] = ()
-    input_token_limit: int = 8192
+    input_token_limit: int = 8192  # the local model's own context (native tokens)
     output_token_limit: int = 2048
+    # The ceiling on the Gemini-rule count the server accepts, reported as `inputTokenLimit`: video frames
+    # are thinned to fit the local context, so the Gemini count of a video prompt can be far above it.
+    gemini_input_token_limit: int = GEMINI_CONTEXT
     options: dict[str, Any] = field(default_factory=dict)  # engine-specific (dtype, weights: int8, ...)
     version: str = "001"
 
 
 @dataclass(frozen=True)
 class Resolved:
-    """A request's model name resolved: the entry, the name to echo back, the token profile."""
+    """A request's model name resolved: the entry, the name to echo back, the named Gemini model."""
 
     entry: ModelEntry
     requested: str  # as the client named it, without "models/"
-    token_profile: str  # gemini-1.5 | gemini-2
+    token_profile: str  # gemini-1.5 | gemini-2 | gemini-3
+    tier: str | None = None  # flash-lite | flash | pro | gemma, for Gemini names
+    version: str | None = None  # "2.5", "3", "3.5", "latest", ... for Gemini names
 
 
-GEMINI_ALIASES = (
+TIERS = ("flash-lite", "flash", "pro", "gemma")
+DEFAULT_MODEL = "smolvlm2-256m"
+
+# Shown by models.list next to the local entries (every other name of these forms resolves too).
+LISTED_GEMINI_NAMES = (
     "gemini-1.5-flash", "gemini-1.5-flash-8b", "gemini-1.5-pro", "gemini-2.0-flash", "gemini-2.0-flash-lite",
-    "gemini-2.5-flash", "gemini-2.5-flash-lite", "gemini-2.5-pro", "gemini-pro-vision", "gemini-flash-latest",
-    "gemini-pro-latest",
+    "gemini-2.5-flash", "gemini-2.5-flash-lite", "gemini-2.5-pro", "gemini-3-flash-preview", "gemini-3-pro-preview",
+    "gemini-3.1-flash-lite", "gemini-3.5-flash", "gemini-flash-latest", "gemini-flash-lite-latest",
+    "gemini-pro-latest", "gemini-pro-vision",
 )
 
 DEFAULT_ENTRIES = (
@@ -51,7 +67,7 @@ DEFAULT_ENTRIES = (
         id="smolvlm2-256m", display_name="SmolVLM2 256M Video Instruct",
         description="Small vision-language model for images and video; the default on CPU.",
         engine="openvino", source="HuggingFaceTB/SmolVLM2-256M-Video-Instruct", family="smolvlm",
-        aliases=GEMINI_ALIASES, input_token_limit=8192, output_token_limit=2048, options={"weights": "int8"},
+        input_token_limit=8192, output_token_limit=2048, options={"weights": "int8"},
     ),
     ModelEntry(
         id="smolvlm2-500m", display_name="SmolVLM2 500M Video Instruct",
@@ -79,54 +95,136 @@ DEFAULT_ENTRIES = (
     ),
 )
 
+
+# Other jobs: (pattern, what the model does). Checked before the tier rule: "gemini-2.5-flash-image" is no flash.
+OTHER_JOBS = (
+    (re.compile(r"(^|-)embedding(-|$)|^text-embedding|^text-multilingual-embedding"), "an embedding model"),
+    (re.compile(r"^imagen-|(^gemini-.*-image(-|$))"), "an image generation model"),
+    (re.compile(r"^veo-"), "a video generation model"),
+    (re.compile(r"^lyria"), "a music generation model"),
+    (re.compile(r"-tts(-|$)"), "a text-to-speech model"),
+    (re.compile(r"(^|-)live(-|$)|native-audio"), "a Live API (bidirectional streaming) model"),
+    (re.compile(r"^aqa$"), "an attributed question answering model"),
+)
+SERVED = "Pollux serves generateContent, streamGenerateContent and countTokens over text, images, video and audio"
+
+_HINT = (" (Pollux resolves gemini-<version>-<flash-lite|flash|pro> names, with -preview, -exp, -latest or -NNN "
+         "suffixes, and its own model ids.)")
+_VERSION = r"(?P<version>\d+(?:\.\d+)?)"
+_TIER = r"(?P<tier>flash-lite|flash-8b|flash|pro|ultra)"
+# -preview, -preview-MM-YYYY, -preview-MM-DD, -exp, -exp-MMDD, -latest, -NNN, -thinking-exp-01-21, -vision, ...
+_SUFFIX = r"(?P<suffix>(?:-(?:preview|exp|experimental|latest|thinking|vision|customtools|\d{2,4}))*)"
+_GEMINI = re.compile(rf"^gemini-{_VERSION}-{_TIER}{_SUFFIX}$")
+_GEMINI_LATEST = re.compile(rf"^gemini-(?P<tier>flash-lite|flash|pro)-latest{_SUFFIX}$")
+_GEMINI_1 = re.compile(rf"^gemini-(?:1\.0-)?pro(?:-vision)?{_SUFFIX}$")  # gemini-pro, gemini-1.0-pro-vision-latest
+_GEMINI_EXP = re.compile(r"^gemini-exp-\d{4}$")  # gemini-exp-1206: an experimental pro
+_LEARNLM = re.compile(rf"^learnlm-{_VERSION}-{_TIER}{_SUFFIX}$")
+_GEMMA = re.compile(r"^gemma-\d")
 _VERSION_SUFFIX = re.compile(r"-(latest|\d{3}|exp(-\d+)?|preview(-[\w-]+)?)$")
+_LOOSE_TIER = re.compile(r"-(flash-lite|flash|pro)(?=-|$)")
+_LOOSE_VERSION = re.compile(r"-(\d+(?:\.\d+)?)(?=-|$)")
+
+
+def profile_for(version: str) -> str:
+    """The token profile of a Gemini version family: 1.x → gemini-1.5, 2.x → gemini-2, 3 and later → gemini-3."""
+    if version == "latest":
+        return "gemini-3"
+    major = int(version.split(".")[0])
+    return "gemini-1.5" if major <= 1 else "gemini-2" if major == 2 else "gemini-3"
+
+
+def gemini_name(name: str, loose: bool = False) -> tuple[str, str] | None:
+    """(tier, version) of a Gemini-form model name, or None. `loose` also takes any gemini-* name
+    naming a tier (e.g. "gemini-2.5-flash-preview-computer")."""
+    if m := _GEMINI.match(name) or _LEARNLM.match(name):
+        tier = {"flash-8b": "flash-lite", "ultra": "pro"}.get(m["tier"], m["tier"])
+        return tier, m["version"]
+    if m := _GEMINI_LATEST.match(name):
+        return m["tier"], "latest"
+    if _GEMINI_1.match(name):
+        return "pro", "1.0"
+    if _GEMINI_EXP.match(name):
+        return "pro", "2.0"
+    if _GEMMA.match(name):
+        return "gemma", "2.0"
+    if loose and name.startswith("gemini-") and (t := _LOOSE_TIER.search(name)):
+        v = _LOOSE_VERSION.search(name[: t.start() + 1])
+        return t.group(1), v.group(1) if v else "latest"
+    return None
+
+
+def not_found(requested: str, api_version: str = "v1beta", method: str = "generateContent", hint: str = "") -> NotFound:
+    """Gemini's own NOT_FOUND, naming the model exactly as asked and the request's API version."""
+    return NotFound(f"models/{requested} is not found for API version {api_version}, or is not supported for "
+                    f"{method}. Call ListModels to see the list of available models and their supported methods."
+                    + hint)
 
 
 class Catalog:
-    def __init__(self, entries: tuple[ModelEntry, ...] | list[ModelEntry] = DEFAULT_ENTRIES):
+    def __init__(self, entries: tuple[ModelEntry, ...] | list[ModelEntry] = DEFAULT_ENTRIES,
+                 tiers: dict[str, str] | None = None):
         self.entries: dict[str, ModelEntry] = {e.id: e for e in entries}
         self.aliases: dict[str, str] = {}
         for e in entries:
             for alias in e.aliases:
                 self.aliases[alias] = e.id  # the last entry that claims an alias wins (catalog files remap)
+        first = DEFAULT_MODEL if DEFAULT_MODEL in self.entries else next(iter(self.entries), DEFAULT_MODEL)
+        self.tiers = dict.fromkeys(TIERS, first)
+        self.tiers.update(tiers or {})
+        if "gemma" not in (tiers or {}):
+            self.tiers["gemma"] = self.tiers["flash"]
+        unknown = {t: i for t, i in self.tiers.items() if i not in self.entries}
+        if unknown or set(self.tiers) - set(TIERS):
+            raise ValueError(f"[gemini_tiers] must map {', '.join(TIERS)} to catalog ids; got {self.tiers}")
 
     @classmethod
     def from_file(cls, path: Path | None) -> "Catalog":
-        """DEFAULT_ENTRIES, with `[[models]]` tables of a TOML file added or replacing by id."""
+        """DEFAULT_ENTRIES, with `[[models]]` tables of a TOML file added or replacing by id, and its
+        `[gemini_tiers]` table (flash-lite / flash / pro / gemma → entry id) mapping Gemini names."""
         entries = {e.id: e for e in DEFAULT_ENTRIES}
+        tiers: dict[str, str] = {}
         if path:
             with open(path, "rb") as fh:
-                for raw in tomllib.load(fh).get("models", []):
-                    raw = dict(raw)
-                    raw["aliases"] = tuple(raw.get("aliases", ()))
-                    base = entries.get(raw["id"])
-                    if base is None:
-                        raw = entry_defaults(raw)
-                    entries[raw["id"]] = replace(base, **raw) if base else ModelEntry(**raw)
+                data = tomllib.load(fh)
+            for raw in data.get("models", []):
+                raw = dict(raw)
+                raw["aliases"] = tuple(raw.get("aliases", ()))
+                base = entries.get(raw["id"])
+                if base is None:
+                    raw = entry_defaults(raw)
+                entries[raw["id"]] = replace(base, **raw) if base else ModelEntry(**raw)
+            tiers = dict(data.get("gemini_tiers", {}))
         # An alias belongs to the last entry that claims it.
-        return cls(list(entries.values()))
+        return cls(list(entries.values()), tiers)
 
     def names(self) -> list[str]:
-        """Every name models.list shows: entries, then Gemini aliases."""
-        return list(self.entries) + [a for a in self.aliases if a not in self.entries]
+        """Every name models.list shows: entries, their aliases, then the usual Gemini names."""
+        names = list(self.entries) + [a for a in self.aliases if a not in self.entries]
+        return names + [n for n in LISTED_GEMINI_NAMES if n not in names]
 
-    def resolve(self, name: str) -> Resolved:
+    def resolve(self, name: str, *, api_version: str = "v1beta", method: str = "generateContent",
+                strict: bool = False) -> Resolved:
+        """A model name → its entry. Entry ids and explicit aliases first (with a version suffix
+        stripped: "-001", "-latest", "-preview-..."), then the Gemini naming rule. `strict` takes only
+        names of the documented forms and answers anything else with Gemini's exact 404."""
         requested = name.removeprefix("models/").removeprefix("tunedModels/")
-        base = requested
-        for candidate in (requested, _VERSION_SUFFIX.sub("", requested)):
-            if candidate in self.entries:
-                return Resolved(self.entries[candidate], requested, _profile(candidate))
-            if candidate in self.aliases:
-                return Resolved(self.entries[self.aliases[candidate]], requested, _profile(candidate))
-            base = candidate
-        raise NotFound(
-            f"models/{base} is not found for API version v1beta, or is not supported for generateContent. "
-            "Call ListModels to see the list of available models and their supported methods."
-        )
-
-
-def _profile(name: str) -> str:
-    return "gemini-1.5" if name.startswith(("gemini-1.", "gemini-pro-vision")) else "gemini-2"
+        for job, what in OTHER_JOBS:
+            if job.search(requested):
+                if strict:
+                    raise not_found(requested, api_version, method)
+                raise NotFound(f"models/{requested} is {what}; Pollux does not serve that kind of model. "
+                               f"{SERVED}. Call ListModels to see the models it serves.")
+        for candidate in dict.fromkeys((requested, _VERSION_SUFFIX.sub("", requested))):
+            entry_id = candidate if candidate in self.entries else self.aliases.get(candidate)
+            if entry_id:
+                named = gemini_name(candidate, loose=True)
+                profile = profile_for(named[1]) if named else "gemini-2"
+                return Resolved(self.entries[entry_id], requested, profile, *(named or (None, None)))
+        named = gemini_name(requested, loose=not strict)
+        if named is None:
+            raise not_found(requested, api_version, method, "" if strict else _HINT)
+        tier, version = named
+        return Resolved(self.entries[self.tiers[tier]], requested, profile_for(version), tier, version)
 
 
 def entry_defaults(raw: dict) -> dict:
@@ -135,3 +233,41 @@ def entry_defaults(raw: dict) -> dict:
     if isinstance(out.get("source"), list):
         out["source"] = tuple(out["source"])
     return out
+
+
+# Thinking budgets each Gemini model takes: (lowest, highest, 0 allowed). -1 (dynamic) is always allowed.
+_BUDGETS = {"pro": (128, 32768, False), "flash": (1, 24576, True), "flash-lite": (512, 24576, True)}
+_PRO_LEVELS = ("LOW", "MEDIUM", "HIGH")
+
+
+def check_thinking(model: Resolved, budget: int | None, level: str | None) -> None:
+    """Gemini's 400s for a thinkingConfig the named Gemini model rejects (Pollux's own model ids take
+    anything: thinking is not honoured by the local engines either way). 2.5 takes budgets in a
+    per-tier range (Pro cannot turn thinking off); 3.x takes thinkingLevel or a budget, not both;
+    1.x and 2.0 do not think; thinkingLevel is Gemini 3 only."""
+    level = None if level in (None, "THINKING_LEVEL_UNSPECIFIED") else level
+    if model.version is None or (budget is None and level is None):
+        return
+    thinks = model.token_profile == "gemini-3" or model.version.startswith("2.5")
+    if level is not None:
+        if model.token_profile != "gemini-3":
+            raise InvalidArgument("Thinking level is not supported for this model.")
+        if budget is not None:
+            raise InvalidArgument("You can only set only one of thinking budget and thinking level.")
+        if model.tier == "pro" and level not in _PRO_LEVELS:
+            raise InvalidArgument(f"Thinking level {level} is not supported for this model.")
+        return
+    if budget == -1:
+        return
+    if not thinks:
+        if budget != 0:
+            raise InvalidArgument("Thinking is not supported for this model.")
+        return
+    low, high, zero = _BUDGETS.get(model.tier or "flash", _BUDGETS["flash"])
+    if budget == 0:
+        if not zero:
+            raise InvalidArgument("Budget 0 is invalid. This model only works in thinking mode.")
+        return
+    if not low <= budget <= high:
+        raise InvalidArgument(f"The thinking budget {budget} is invalid. Please choose a value between {low} and "
+                              f"{high}.")

@@ -1,6 +1,10 @@
 """generateContent / countTokens as a service: resolve the model and media, assemble the prompt,
 count tokens both ways (Gemini's rules and the local model's own), and run the engine.
 
+Two limits: the Gemini-rule count must fit the entry's `gemini_input_token_limit` (what models.get
+reports as `inputTokenLimit`), and the local model's own count its `input_token_limit` (its context),
+video frames being thinned to fit (reported in `Prompt.thinning`).
+
 The API layer hands in a parsed, engine-neutral request; nothing here knows about HTTP.
 """
 
@@ -20,11 +24,11 @@ from typing import TYPE_CHECKING
 from starlette.concurrency import run_in_threadpool
 
 from pollux import prompt as prompt_assembly
-from pollux.catalog import Catalog, Resolved
+from pollux.catalog import Catalog, Resolved, check_thinking
 from pollux.engines.base import Delta, Engine, GenerationParams
 from pollux.errors import InvalidArgument, PermissionDenied, UnsupportedMedia
 from pollux.media import mime as mimes
-from pollux.media import pipeline, tokens
+from pollux.media import pipeline, tokens, urls
 from pollux.media.prepared import PreparedAudio, PreparedImage, PreparedVideo
 from pollux.prompt_types import (FunctionCall, FunctionResponse, MediaPart, Prompt, RequestTurn, TextPart,
                                  VideoOptions)
@@ -37,6 +41,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("pollux.generation")
 
 _FILE_URI = re.compile(r"(?:^|/)files/([a-z0-9][a-z0-9-]{0,39})/?$")
+_API_FILE_URL = re.compile(r"/v1(?:beta|alpha)?/files/([a-z0-9][a-z0-9-]{0,39})/?$")  # our `uri`, Gemini's
 
 
 @dataclass
@@ -44,6 +49,7 @@ class FileRef:
     uri: str
     mime_type: str = ""
     video: VideoOptions | None = None
+    resolution: str | None = None  # the part's mediaResolution
 
 
 @dataclass
@@ -51,6 +57,7 @@ class InlineRef:
     mime_type: str
     data: bytes
     video: VideoOptions | None = None
+    resolution: str | None = None
 
 
 @dataclass
@@ -58,6 +65,20 @@ class GenerateInput:
     turns: list[tuple[str, list[str | FileRef | InlineRef | FunctionCall | FunctionResponse]]]
     system: str | None = None
     params: GenerationParams = field(default_factory=GenerationParams)
+    media_resolution: str | None = None  # generationConfig.mediaResolution (Gemini 3 token accounting)
+    thinking_budget: int | None = None  # checked against the named Gemini model, not honoured
+    thinking_level: str | None = None
+
+
+def file_id_of(uri: str) -> str | None:
+    """The File API id a fileUri names (our `uri`, Gemini's https form, a bare files/ID), or None for a
+    URL of something else, to be fetched."""
+    path = uri.split("?", 1)[0]
+    if not urls.is_url(path):
+        m = _FILE_URI.search(path)
+        return m.group(1) if m else ""
+    m = _API_FILE_URL.search(path)
+    return m.group(1) if m else None
 
 
 @dataclass
@@ -88,34 +109,45 @@ class GenerationService:
         self.scratch = Path(settings.data_dir) / "scratch"
         self.scratch.mkdir(parents=True, exist_ok=True)
 
-    async def prepare(self, project: str, model_name: str, inp: GenerateInput) -> Job:
-        """Everything up to the first token; every request error is raised from here."""
-        model = self.catalog.resolve(model_name)
-        return await run_in_threadpool(self._prepare, project, model, inp)
+    async def prepare(self, project: str, model_name: str, inp: GenerateInput, *, api_version: str = "v1beta",
+                      method: str = "generateContent") -> Job:
+        """Everything up to the first token; every request error is raised from here. countTokens
+        (`method`) reports a count over the Gemini-rule limit, as Gemini does, instead of refusing it."""
+        model = self.catalog.resolve(model_name, api_version=api_version, method=method,
+                                     strict=self.settings.strict_model_names)
+        check_thinking(model, inp.thinking_budget, inp.thinking_level)
+        return await run_in_threadpool(self._prepare, project, model, inp, method != "countTokens")
 
-    def _prepare(self, project: str, model: Resolved, inp: GenerateInput) -> Job:
+    def _prepare(self, project: str, model: Resolved, inp: GenerateInput, enforce_limit: bool = True) -> Job:
         if not inp.turns:
             raise InvalidArgument("* GenerateContentRequest.contents: contents is not specified")
         engine = self.engines.get(model.entry)
         _check_tools(inp, engine, model.requested)
         with tempfile.TemporaryDirectory(dir=self.scratch) as scratch:
             turns = self._resolve_media(project, inp, engine, Path(scratch))
+            counts = self._gemini_counts(turns, inp.system, model.token_profile, engine, inp.media_resolution)
+            limit = model.entry.gemini_input_token_limit
+            if enforce_limit and sum(counts.values()) > limit:  # Gemini's 400, in the accounting countTokens reports
+                raise InvalidArgument(f"The input token count ({sum(counts.values())}) exceeds the maximum number "
+                                      f"of tokens allowed ({limit}).")
             with self.engines.lease(model.entry):
                 pass  # load the model now, so a missing one fails before any bytes are streamed
             prompt = prompt_assembly.assemble(
                 turns, inp.system, capabilities=engine.capabilities, token_budget=model.entry.input_token_limit,
-                count_tokens=engine.count_tokens, transcribe=self._transcriber())
+                count_tokens=engine.count_tokens, transcribe=self._transcriber(),
+                response_mime_type=inp.params.response_mime_type, response_schema=inp.params.response_schema)
             native = engine.count_tokens(prompt)
-            usage = Usage(self._gemini_counts(turns, inp.system, model.token_profile, engine), native)
         if native > model.entry.input_token_limit:
             raise InvalidArgument(f"The input token count ({native}) exceeds the maximum number of tokens allowed "
-                                  f"({model.entry.input_token_limit}) for {model.requested}.")
-        return Job(model, engine, prompt, inp.params, usage)
+                                  f"({model.entry.input_token_limit}) by the local model's context "
+                                  f"({model.entry.id}, its own tokens) for {model.requested}.")
+        return Job(model, engine, prompt, inp.params, Usage(counts, native))
 
     def _resolve_media(self, project: str, inp: GenerateInput, engine: Engine, scratch: Path) -> list[RequestTurn]:
         turns: list[RequestTurn] = []
         images = 0
         position = 0  # of the part in the whole request: names inline parts ("inline[3]") and their scratch
+        fetcher = urls.UrlFetcher(self.settings, scratch)  # a URL named twice is fetched once
         for role, parts in inp.turns:
             turn = RequestTurn(role=role)  # type: ignore[arg-type]
             for part in parts:
@@ -126,7 +158,7 @@ class GenerationService:
                 if isinstance(part, (FunctionCall, FunctionResponse)):
                     turn.parts.append(part)
                     continue
-                media = self._media(project, part, scratch, position - 1)
+                media = self._media(project, part, scratch, position - 1, fetcher)
                 if not engine.capabilities.accepts(media.mime_type):
                     raise UnsupportedMedia(f"{media.mime_type} input is not supported by this model.")
                 images += isinstance(media.prepared, PreparedImage)
@@ -146,16 +178,19 @@ class GenerationService:
         v = media.video or VideoOptions()
         return tokens.count_video_frames(media.prepared.duration, v.fps, v.start, v.end)
 
-    def _media(self, project: str, part: FileRef | InlineRef, scratch: Path, position: int) -> MediaPart:
+    def _media(self, project: str, part: FileRef | InlineRef, scratch: Path, position: int,
+               fetcher: urls.UrlFetcher) -> MediaPart:
         if isinstance(part, FileRef):
-            m = _FILE_URI.search(part.uri.split("?", 1)[0])
-            if not m:
+            file_id = file_id_of(part.uri)
+            if file_id is None:
+                return self._url_media(part, fetcher)
+            if not file_id:
                 raise PermissionDenied(f"You do not have permission to access the File {part.uri} or it may not "
                                        "exist.")
-            rec = self.files.get_usable(project, m.group(1))
+            rec = self.files.get_usable(project, file_id)
             prepared = pipeline.load_prepared(rec.mime_type, self.files.blob_path(rec), self.files.artifact_dir(rec),
                                               self.settings)
-            return MediaPart(prepared, rec.mime_type, rec.name, part.video)
+            return MediaPart(prepared, rec.mime_type, rec.name, part.video, part.resolution)
         if not part.mime_type:
             raise InvalidArgument("inlineData.mimeType is required.")
         declared = mimes.normalize(part.mime_type)
@@ -163,7 +198,16 @@ class GenerationService:
             raise UnsupportedMedia(f"Unsupported MIME type: {part.mime_type}.")
         mime = mimes.check(declared, part.data[:4096])
         prepared = pipeline.prepare_inline(mime, part.data, self.settings, scratch / str(position))
-        return MediaPart(prepared, mime, f"inline[{position}]", part.video)
+        return MediaPart(prepared, mime, f"inline[{position}]", part.video, part.resolution)
+
+    def _url_media(self, part: FileRef, fetcher: urls.UrlFetcher) -> MediaPart:
+        """An http(s) or YouTube fileUri: fetched and prepared like an upload, once per request."""
+        fetched = fetcher.fetch(part.uri, part.mime_type)
+        if fetched.prepared is None:
+            artifact_dir = fetched.path.with_name(fetched.path.name + "-prepared")
+            pipeline.prepare_file(fetched.mime_type, fetched.path, artifact_dir, self.settings)
+            fetched.prepared = pipeline.load_prepared(fetched.mime_type, fetched.path, artifact_dir, self.settings)
+        return MediaPart(fetched.prepared, fetched.mime_type, part.uri, part.video, part.resolution)
 
     def _transcriber(self):
         if not self.settings.transcribe:
@@ -174,7 +218,8 @@ class GenerationService:
             return None
         return lambda audio: whisper.transcribe_cached(audio, self.settings)
 
-    def _gemini_counts(self, turns: list[RequestTurn], system: str | None, profile: str, engine: Engine) -> dict:
+    def _gemini_counts(self, turns: list[RequestTurn], system: str | None, profile: str, engine: Engine,
+                       resolution: str | None = None) -> dict:
         count_text = getattr(engine, "count_text", None) or tokens.count_text_estimate
         counts = {"TEXT": count_text(system) if system else 0, "IMAGE": 0, "VIDEO": 0, "AUDIO": 0}
         for turn in turns:
@@ -186,12 +231,13 @@ class GenerationService:
                     counts["TEXT"] += count_text(json.dumps(vars(part)))
                     continue
                 p = part.prepared
+                res = part.resolution or resolution
                 if isinstance(p, PreparedImage):
-                    counts["IMAGE"] += tokens.count_image(*p.original_size, profile)
+                    counts["IMAGE"] += tokens.count_image(*p.original_size, profile, res)
                 elif isinstance(p, PreparedVideo):
                     v = part.video or VideoOptions()
                     frames, audio = tokens.count_video(p.duration, v.fps or 1.0, v.start, v.end,
-                                                       p.audio is not None, profile)
+                                                       p.audio is not None, profile, res)
                     counts["VIDEO"] += frames
                     counts["AUDIO"] += audio
                 elif isinstance(p, PreparedAudio):
@@ -201,7 +247,7 @@ class GenerationService:
     async def stream(self, job: Job) -> AsyncIterator[Delta]:
         """Run the engine in a worker thread; leaving the iterator early cancels generation."""
         if not job.engine.serialised:  # a remote server: streamed on the event loop, closing it cancels upstream
-            async for delta in job.engine.astream(job.prompt, job.params):  # type: ignore[attr-defined]
+            async for delta in job.engine.astream(job.prompt, job.params):
                 yield delta
             return
         loop = asyncio.get_running_loop()

@@ -4,11 +4,17 @@ Done once, above the engines. Images stay images. A video becomes its sampled fr
 preceded by a `MM:SS` marker (a `Text` with modality VIDEO) and followed by the transcript of the
 seconds it covers (modality AUDIO). An audio file becomes its timestamped transcript, plus the raw
 audio for engines that take audio. When the prompt exceeds the token budget, video frames are
-thinned evenly; frames at every MM:SS the user's text mentions are always kept.
+thinned evenly; frames at every MM:SS the user's text mentions are always kept, and the prompt
+records which frames were used (`Prompt.thinning`, reported in the response).
+
+A request for bounding boxes is recognised here, once, from the system instruction and the last
+user turn together (a system instruction "Return bounding boxes as a JSON array" with the prompt
+"Show me the positions of the socks"), and handed to every engine as `Prompt.boxes`.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -16,8 +22,8 @@ from dataclasses import dataclass, field
 from pollux.engines.base import Capabilities
 from pollux.errors import InvalidArgument, UnsupportedMedia
 from pollux.media.prepared import Frame, PreparedAudio, PreparedImage, PreparedVideo
-from pollux.prompt_types import (Audio, FunctionCall, FunctionResponse, Image, MediaPart, Prompt, RequestTurn, Segment,
-                                 Text, TextPart, Turn)
+from pollux.prompt_types import (Audio, BoxRequest, FunctionCall, FunctionResponse, Image, MediaPart, Prompt,
+                                 RequestTurn, Segment, Text, TextPart, Turn, VideoThinning)
 
 Transcribe = Callable[[PreparedAudio], list[dict]]
 CountTokens = Callable[[Prompt], int]
@@ -37,6 +43,62 @@ def mentioned_seconds(text: str) -> list[float]:
     for hours, minutes, seconds in _MENTION.findall(text):
         out.append(int(hours or 0) * 3600 + int(minutes) * 60 + int(seconds))
     return out
+
+
+# ---------------------------------------------------------------------------------- box intent
+
+_ASKS_BOX = re.compile(r"bounding[- ]box|box_2d|\bbbox|\[\s*ymin|\bbox(?:es)?\s+(?:for|of|around)\b", re.I)
+_PHRASE_PATTERNS = [
+    re.compile(r"\bbox(?:es)?\s+(?:for|of|around)\s+(.+?)(?=[.?!\n:\[(]|$)", re.I),
+    re.compile(r"\b(?:detect|locate|find|point to|where (?:is|are))\s+(.+?)(?=[.?!\n:\[(]|$)", re.I),
+    re.compile(r"\b(?:positions?|locations?)\s+of\s+(.+?)(?=[.?!\n:\[(]|$)", re.I),
+]
+_ARTICLES = re.compile(r"^(?:(?:all|each|every|any|the|a|an|of|this|that|these|those)\s+)+", re.I)
+_TRAILERS = re.compile(r"\s+(?:in|on|from|within)\s+(?:the|this|that|each|every)\s+(?:image|picture|photo|frame)s?.*$",
+                       re.I)
+_MANY = re.compile(r"\bboxes\b|\ball\b|\bevery\b|\beach\b", re.I)
+_JSON = re.compile(r"\bjson\b|box_2d", re.I)
+
+
+def is_box_request(text: str, schema: dict | None = None) -> bool:
+    return bool(_ASKS_BOX.search(text)) or (schema is not None and "box_2d" in json.dumps(schema))
+
+
+def wants_json(text: str, response_mime_type: str) -> bool:
+    return response_mime_type == "application/json" or bool(_JSON.search(text))
+
+
+def wants_many(text: str) -> bool:
+    return bool(_MANY.search(text))
+
+
+def phrases(text: str) -> list[str]:
+    """The object names a box request asks for: "a bounding box for the piranha" → ["piranha"]."""
+    for pattern in _PHRASE_PATTERNS:
+        m = pattern.search(text)
+        if not m:
+            continue
+        found = []
+        for raw in re.split(r",|\band\b|\bor\b|;", m.group(1)):
+            name = _TRAILERS.sub("", _ARTICLES.sub("", raw.strip())).strip(" '\"")
+            if name and name.lower() not in ("it", "them", "object", "objects"):
+                found.append(name)
+        if found:
+            return found
+    return ["object"]
+
+
+def box_request(system: str | None, user_text: str, response_mime_type: str = "text/plain",
+                response_schema: dict | None = None) -> BoxRequest | None:
+    """The box request of a prompt, or None: the system instruction and the user's text read together;
+    the phrases come from the user's text first (the system instruction sets the format)."""
+    both = f"{system or ''}\n{user_text}"
+    if not is_box_request(both, response_schema):
+        return None
+    names = phrases(user_text)
+    if names == ["object"] and system:
+        names = phrases(system)
+    return BoxRequest(tuple(names), wants_many(both), wants_json(both, response_mime_type))
 
 
 def transcript_line(segment: dict) -> str:
@@ -62,8 +124,20 @@ def assemble(
     token_budget: int | None = None,
     count_tokens: CountTokens | None = None,
     transcribe: Transcribe | None = None,
+    response_mime_type: str = "text/plain",
+    response_schema: dict | None = None,
 ) -> Prompt:
-    """Build the prompt; raise InvalidArgument when it cannot fit `token_budget` even after thinning."""
+    """Build the prompt; raise InvalidArgument when it cannot fit `token_budget` even after thinning.
+    The response format matters only to box intent (JSON or the plain list)."""
+    prompt = _assemble(turns, system, capabilities, token_budget, count_tokens, transcribe)
+    user = next((t for t in reversed(turns) if t.role == "user"), None)
+    user_text = " ".join(p.text for p in user.parts if isinstance(p, TextPart)) if user else ""
+    prompt.boxes = box_request(system, user_text, response_mime_type, response_schema)
+    return prompt
+
+
+def _assemble(turns: list[RequestTurn], system: str | None, capabilities: Capabilities, token_budget: int | None,
+              count_tokens: CountTokens | None, transcribe: Transcribe | None) -> Prompt:
     videos: list[_Video] = []
     for turn in turns:
         for part in turn.parts:
@@ -87,7 +161,13 @@ def assemble(
         _check_fits(count_tokens(prompt), token_budget)
         return prompt
     _thin_to_fit(videos, lambda: count_tokens(build(True)), token_budget)
-    return build(False)
+    prompt = build(False)
+    for v in videos:
+        used = sorted(v.kept | v.required)
+        if len(used) < len(v.frames):
+            prompt.thinning.append(VideoThinning(v.part.source, len(v.frames),
+                                                 tuple(v.frames[i].timestamp for i in used)))
+    return prompt
 
 
 # ---------------------------------------------------------------------------------- media parts
@@ -206,7 +286,8 @@ def _audio_segments(part: MediaPart, audio: PreparedAudio, caps: Capabilities,
 def _check_fits(count: int, budget: int) -> None:
     if count > budget:
         raise InvalidArgument(f"The input token count ({count}) exceeds the maximum number of tokens allowed "
-                              f"({budget}).")
+                              f"({budget}) by the local model's context (its own tokens; text and images are never "
+                              "thinned, only video frames).")
 
 
 def _even(n: int, total: int) -> list[int]:

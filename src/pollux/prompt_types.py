@@ -64,10 +64,31 @@ class Turn:
     segments: list[Segment] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class BoxRequest:
+    """A request for bounding boxes, recognised once in prompt assembly (system instruction and user
+    turns alike) so that every engine answers the same prompts the same way."""
+
+    phrases: tuple[str, ...] = ("object",)  # what to find
+    many: bool = False  # every instance ("boxes", "all", "each") or the best one per phrase
+    json: bool = False  # [{"box_2d": [...], "label": ...}] rather than the plain "[ymin, xmin, ymax, xmax]" list
+
+
+@dataclass(frozen=True)
+class VideoThinning:
+    """A video whose sampled frames did not all fit the local model's context: which were used."""
+
+    source: str  # "files/abc", "inline[2]", a URL
+    sampled: int  # frames the sampler took (videoMetadata fps and clip)
+    used_at: tuple[float, ...]  # seconds of the frames the model was given
+
+
 @dataclass
 class Prompt:
     turns: list[Turn]
     system: str | None = None
+    boxes: BoxRequest | None = None  # set when the request asks for bounding boxes
+    thinning: list[VideoThinning] = field(default_factory=list)
 
     def images(self) -> list[Image]:
         return [s for t in self.turns for s in t.segments if isinstance(s, Image)]
@@ -102,6 +123,7 @@ class MediaPart:
     mime_type: str
     source: str  # "files/abc" or "inline[3]"
     video: VideoOptions | None = None
+    resolution: str | None = None  # the part's mediaResolution (Gemini 3 token accounting)
 
 
 @dataclass

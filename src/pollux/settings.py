@@ -40,13 +40,28 @@ class Settings(BaseModel):
     max_audio_seconds: float = 9.5 * 3600  # Gemini takes up to 9.5 hours of audio in one prompt
     max_image_pixels: int = 178_956_970  # Pillow's own bomb threshold
     max_images_per_request: int = 3600
+    # The image decode budget (media/decode_budget.py): a huge declared size costs its full pixels in RAM.
+    max_concurrent_decodes: int = Field(4, ge=1, description="image decodes running at once")
+    max_decode_pixels: int = Field(250_000_000, ge=1, description="pixels all running image decodes may hold "
+                                   "together (one image larger than this still runs, alone)")
+    decode_wait_seconds: float = Field(30.0, ge=0, description="how long a request waits for decode budget "
+                                       "before 503 UNAVAILABLE (background jobs wait as long as needed)")
     transcribe: bool = Field(True, description="speech-to-text for video audio tracks and audio files")
     whisper_model: str | None = Field(None, description="faster-whisper model (path or hub id); default Whisper base")
+
+    processing_wait_seconds: float = Field(
+        120.0, description="how long a request naming a PROCESSING audio file waits for it before a 400")
+
+    # Media named by URL in fileData.fileUri.
+    allow_private_urls: bool = Field(False, description="fetch loopback/private/link-local URLs too")
+    youtube_downloader: str | None = Field(None, description="a yt-dlp binary for YouTube links; else they get a 400")
 
     # Engines and weights.
     models_dir: Path | None = Field(None, description="where pulled/converted weights live; default data_dir/models")
     catalog_file: Path | None = None
     default_model: str = "smolvlm2-256m"
+    strict_model_names: bool = Field(False, description="answer names outside Gemini's documented forms with "
+                                                        "Gemini's exact 404 (no Pollux hint, no loose matching)")
     device: str = "cpu"
     idle_unload_seconds: float = 0.0
     engine_url: str | None = Field(None, description="OpenAI-compatible server base URL(s), comma-separated replicas; "

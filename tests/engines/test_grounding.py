@@ -61,13 +61,14 @@ def test_missing_grounding_model_names_pollux_pull(tiny_smolvlm, tmp_path, monke
     from pollux.engines.base import GenerationParams
     from pollux.engines.transformers import TransformersEngine
     from pollux.errors import ModelUnavailable
-    from pollux.prompt_types import Image, Prompt, Text, Turn
+    from pollux.prompt_types import BoxRequest, Image, Prompt, Text, Turn
     from pollux.settings import Settings
 
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-hub"))
     entry = ModelEntry(id="smol", display_name="smol", description="", engine="transformers",
                        source=str(tiny_smolvlm), family="smolvlm")
     engine = TransformersEngine(entry, Settings(data_dir=tmp_path))
-    prompt = Prompt([Turn("user", [Image(photos["coffee"], (300, 200)), Text("Return a bounding box for the cup.")])])
+    prompt = Prompt([Turn("user", [Image(photos["coffee"], (300, 200)), Text("Return a bounding box for the cup.")])],
+                    boxes=BoxRequest(("cup",)))
     with pytest.raises(ModelUnavailable, match=r"grounding model.*`pollux pull owlv2-base`"):
         list(engine.generate(prompt, GenerationParams(), threading.Event()))

@@ -12,7 +12,7 @@ import pytest
 from pollux.engines.base import GenerationParams
 from pollux.errors import Cancelled
 from pollux.prompt import assemble
-from pollux.prompt_types import Image, MediaPart, Prompt, RequestTurn, Text, TextPart, Turn
+from pollux.prompt_types import BoxRequest, Image, MediaPart, Prompt, RequestTurn, Text, TextPart, Turn
 from tests.engines.prepared import make_video
 
 ENGINES = ["smol_engine", "qwen_engine"]
@@ -161,7 +161,7 @@ def test_enum_output(engine, photos):
 
 def test_box_request_answers_in_gemini_convention(engine, photos):
     prompt = Prompt([Turn("user", [Text("Return a bounding box for the piranha. \n [ymin, xmin, ymax, xmax]"),
-                                   Image(photos["coffee"], (900, 600))])])
+                                   Image(photos["coffee"], (900, 600))])], boxes=BoxRequest(("piranha",)))
     answer = text_of(run(engine, prompt))
     m = re.fullmatch(r"\[(\d+), (\d+), (\d+), (\d+)\]", answer)
     assert m, answer
@@ -188,7 +188,8 @@ def test_qwen_native_grounding_converts_from_its_resized_input(qwen_engine, phot
         yield Delta('```json\n[{"bbox_2d": ' + json.dumps(box) + ', "label": "cup"}]\n```', finish_reason="STOP")
 
     monkeypatch.setattr(qwen_engine, "_candidate", native_answer)
-    prompt = Prompt([Turn("user", [Image(image, (900, 600)), Text("Give me a bounding box for the cup.")])])
+    prompt = Prompt([Turn("user", [Image(image, (900, 600)), Text("Give me a bounding box for the cup.")])],
+                    boxes=BoxRequest(("cup",)))
     answer = "".join(d.text for d in qwen_engine.generate(prompt, GenerationParams(), threading.Event()))
     w, h = seen["size"]
     assert (w, h) != image.size

@@ -9,43 +9,23 @@ from collections.abc import AsyncIterator
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from pollux.api import tools
+from pollux.api import json_reader, tools
 from pollux.api.context import ctx
 from pollux.api.errors import error_body
 from pollux.api.schema import (CountTokensRequest, GenerateContentRequest, GenerationConfig, openapi_to_json_schema,
                                parse)
 from pollux.engines.base import GenerationParams
-from pollux.errors import InvalidArgument, PayloadTooLarge, PolluxError
+from pollux.errors import InvalidArgument, PolluxError
 from pollux.generation import FileRef, GenerateInput, InlineRef, Job
+from pollux.prompt import mmss
 from pollux.prompt_types import VideoOptions
 
 RESPONSE_MIME_TYPES = ("text/plain", "application/json", "text/x.enum")
 
 
 async def read_json(request: Request) -> dict:
-    """The body as JSON, refusing it as soon as it crosses the inline request limit."""
-    limit = ctx(request).settings.max_inline_bytes
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"Request payload size exceeds the limit: {limit} bytes. "
-                              "Upload large media with the File API instead.")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"Request payload size exceeds the limit: {limit} bytes. "
-                                  "Upload large media with the File API instead.")
-        chunks.append(chunk)
-    raw = b"".join(chunks)
-    if not raw.strip():
-        return {}
-    try:
-        data = json.loads(raw)
-    except ValueError as e:
-        raise InvalidArgument(f"Invalid JSON payload received. {e}") from None
-    if not isinstance(data, dict):
-        raise InvalidArgument("Invalid JSON payload received. Expected a JSON object.")
-    return data
+    """The body as a JSON object (read leniently, as Gemini does), refused once it crosses the inline limit."""
+    return await json_reader.read_object(request, ctx(request).settings.max_inline_bytes)
 
 
 def to_input(req: GenerateContentRequest) -> GenerateInput:
@@ -65,9 +45,9 @@ def to_input(req: GenerateContentRequest) -> GenerateInput:
             if part.text is not None:
                 parts.append(part.text)
             elif part.inline_data is not None:
-                parts.append(InlineRef(part.inline_data.mime_type, part.inline_data.data, video))
+                parts.append(InlineRef(part.inline_data.mime_type, part.inline_data.data, video, part.media_resolution))
             elif part.file_data is not None:
-                parts.append(FileRef(part.file_data.file_uri, part.file_data.mime_type, video))
+                parts.append(FileRef(part.file_data.file_uri, part.file_data.mime_type, video, part.media_resolution))
             elif (call := tools.function_part(part.model_extra or {}, f"contents[{i}].parts[{j}]")) is not None:
                 parts.append(call)  # the engine's capability is checked once the model is resolved
             else:
@@ -78,9 +58,22 @@ def to_input(req: GenerateContentRequest) -> GenerateInput:
     system = None
     if req.system_instruction is not None:
         system = "\n".join(p.text for p in req.system_instruction.parts if p.text) or None
-    params = to_params(req.generation_config)
+    cfg = req.generation_config
+    _check_modalities(cfg)
+    thinking = cfg.thinking_config if cfg else None
+    params = to_params(cfg)
     params.tools, params.tool_config = tools.declarations(req.tools), tools.tool_config(req.tool_config)
-    return GenerateInput(turns, system, params)
+    return GenerateInput(turns, system, params, media_resolution=cfg.media_resolution if cfg else None,
+                         thinking_budget=thinking.thinking_budget if thinking else None,
+                         thinking_level=thinking.thinking_level if thinking else None)
+
+
+def _check_modalities(cfg: GenerationConfig | None) -> None:
+    """Pollux answers in text only: Gemini's 400 for a text model asked for images or audio."""
+    wanted = [m for m in (cfg.response_modalities or []) if m in ("IMAGE", "AUDIO")] if cfg else []
+    if wanted:
+        raise InvalidArgument("Model does not support the requested response modalities: "
+                              + ",".join(m.lower() for m in wanted))
 
 
 def to_params(cfg: GenerationConfig | None) -> GenerationParams:
@@ -99,11 +92,22 @@ def to_params(cfg: GenerationConfig | None) -> GenerationParams:
         response_schema=schema, response_logprobs=bool(cfg.response_logprobs), logprobs=cfg.logprobs)
 
 
-async def _job(request: Request) -> Job:
+async def _job(request: Request, method: str) -> Job:
     c = ctx(request)
     project = c.auth.project(request)
-    req = parse(GenerateContentRequest, await read_json(request))
-    return await c.generation.prepare(project, request.path_params["model"], to_input(req))
+    version = request.path_params.get("version", "v1beta")
+    req = parse(GenerateContentRequest, await read_json(request), version)
+    return await c.generation.prepare(project, request.path_params["model"], to_input(req), api_version=version,
+                                      method=method)
+
+
+def thinning_json(job: Job) -> dict:
+    """Extension field: the videos whose frames did not all fit the local model's context, which frames it
+    was given (MM:SS) and how many were sampled. SDKs ignore fields they do not know."""
+    if not job.prompt.thinning:
+        return {}
+    return {"polluxThinning": [{"source": t.source, "framesSampled": t.sampled, "framesUsed": len(t.used_at),
+                                "usedAt": [mmss(s) for s in t.used_at]} for t in job.prompt.thinning]}
 
 
 def usage_json(job: Job, output_tokens: int | None) -> dict:
@@ -148,7 +152,7 @@ def _candidate(index: int, text: str, finish: str | None, calls: list | None = N
 
 
 async def generate_content(request: Request) -> JSONResponse:
-    job = await _job(request)
+    job = await _job(request, "generateContent")
     cands = _Candidates(job.params.candidate_count)
     async for delta in ctx(request).generation.stream(job):
         cands.add(delta)
@@ -157,12 +161,13 @@ async def generate_content(request: Request) -> JSONResponse:
         "usageMetadata": usage_json(job, sum(cands.tokens)),
         "modelVersion": job.model.requested,
         "responseId": secrets.token_urlsafe(12),
+        **thinning_json(job),
     }
     return JSONResponse(body, headers=_native_headers(job))
 
 
 async def stream_generate_content(request: Request) -> Response:
-    job = await _job(request)
+    job = await _job(request, "streamGenerateContent")
     sse = request.query_params.get("alt", "").lower() == "sse"
     response_id = secrets.token_urlsafe(12)
 
@@ -177,7 +182,8 @@ async def stream_generate_content(request: Request) -> Response:
                 yield {"candidates": [_candidate(delta.candidate, delta.text, delta.finish_reason,
                                                  delta.function_calls)],
                        "usageMetadata": usage_json(job, sum(cands.tokens) if done else None),
-                       "modelVersion": job.model.requested, "responseId": response_id}
+                       "modelVersion": job.model.requested, "responseId": response_id,
+                       **(thinning_json(job) if done else {})}
         except PolluxError as e:
             yield error_body(e)[1]
 
@@ -200,8 +206,11 @@ async def stream_generate_content(request: Request) -> Response:
 async def count_tokens(request: Request) -> JSONResponse:
     c = ctx(request)
     project = c.auth.project(request)
-    req = parse(CountTokensRequest, await read_json(request)).as_generate()
-    job = await c.generation.prepare(project, request.path_params["model"], to_input(req))
+    version = request.path_params.get("version", "v1beta")
+    req = parse(CountTokensRequest, await read_json(request), version).as_generate()
+    job = await c.generation.prepare(project, request.path_params["model"], to_input(req), api_version=version,
+                                     method="countTokens")
     body = {"totalTokens": job.usage.prompt_tokens,
-            "promptTokensDetails": [{"modality": k, "tokenCount": v} for k, v in job.usage.by_modality.items()]}
+            "promptTokensDetails": [{"modality": k, "tokenCount": v} for k, v in job.usage.by_modality.items()],
+            **thinning_json(job)}
     return JSONResponse(body, headers=_native_headers(job))

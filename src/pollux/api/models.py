@@ -24,7 +24,7 @@ async def list_models(request: Request) -> JSONResponse:
         size = 50
     names = c.catalog.names()
     page = names[start:start + size]
-    body: dict = {"models": [model_json(c.catalog.resolve(n).entry, n) for n in page]}
+    body: dict = {"models": [model_json(c.catalog.resolve(n).entry, n) for n in page]}  # every listed name resolves
     if start + size < len(names):
         body["nextPageToken"] = str(start + size)
     return JSONResponse(body)
@@ -33,5 +33,6 @@ async def list_models(request: Request) -> JSONResponse:
 async def get_model(request: Request) -> JSONResponse:
     c = ctx(request)
     c.auth.project(request)
-    resolved = c.catalog.resolve(request.path_params["model"])
+    resolved = c.catalog.resolve(request.path_params["model"], api_version=request.path_params.get("version", "v1beta"),
+                                 strict=c.settings.strict_model_names)
     return JSONResponse(model_json(resolved.entry, resolved.requested, c.engines.info(resolved.entry)))

@@ -6,9 +6,9 @@ protocols need related parts and must stream a 2 GB media part straight to the b
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 
+from pollux.api import json_reader
 from pollux.errors import InvalidArgument
 
 MAX_HEADER_BYTES = 64 * 1024
@@ -51,16 +51,13 @@ class RelatedReader:
         headers = await self._headers()
         raw = await self._until(b"\r\n" + self.delim, 16 * 1024 * 1024)
         if "json" in headers.get("content-type", "application/json"):
-            try:
-                meta = json.loads(raw or b"{}")
-            except ValueError:
-                raise InvalidArgument("The metadata part of the multipart upload is not valid JSON.") from None
+            meta = json_reader.loads_object(raw)
         else:  # a media-only body: that part was the media itself
             raise InvalidArgument("The first part of a multipart upload must be the JSON metadata.")
         if self.buf.startswith(b"--"):
             raise InvalidArgument("The multipart upload has no media part.")
         await self._until(b"\r\n", MAX_HEADER_BYTES)
-        return meta if isinstance(meta, dict) else {}, await self._headers()
+        return meta, await self._headers()
 
     async def media(self) -> AsyncIterator[bytes]:
         """The media part's bytes, ending at the closing delimiter."""

@@ -48,7 +48,8 @@ def model_json(entry: ModelEntry, name: str, info: dict | None = None) -> dict:
         "version": entry.version,
         "displayName": entry.display_name if name == entry.id else f"{name} (served by {entry.display_name})",
         "description": entry.description,
-        "inputTokenLimit": entry.input_token_limit,
+        # Under the Gemini accounting countTokens reports; video frames are thinned to fit the local context.
+        "inputTokenLimit": entry.gemini_input_token_limit,
         "outputTokenLimit": entry.output_token_limit,
         "supportedGenerationMethods": ["generateContent", "streamGenerateContent", "countTokens"],
         "temperature": 1.0,
@@ -56,6 +57,7 @@ def model_json(entry: ModelEntry, name: str, info: dict | None = None) -> dict:
         "topP": 0.95,
         "topK": 64,
     }
+    out["polluxContextTokens"] = entry.input_token_limit  # extension: the local model's own context
     if info:
         out["polluxRuntime"] = info  # extension: which local model, engine, loaded, memory
     return out

@@ -6,13 +6,13 @@ hashing and durability are the same whichever SDK is talking.
 
 from __future__ import annotations
 
-import json
 import re
 from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from pollux.api import json_reader
 from pollux.api.context import ctx, base_url
 from pollux.api.errors import error_body
 from pollux.api.render import file_json
@@ -22,6 +22,7 @@ from pollux.errors import InvalidArgument, PolluxError
 from pollux.files.service import NewFile
 
 CHUNK_GRANULARITY = 8 * 1024 * 1024
+MAX_METADATA_BYTES = 1024 * 1024  # a File resource's JSON; anything bigger is not metadata
 _CONTENT_RANGE = re.compile(r"^bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)$")
 
 
@@ -53,14 +54,9 @@ async def upload(request: Request) -> Response:
 
 
 async def _metadata(request: Request) -> NewFile:
-    raw = await request.body()
-    data = {}
-    if raw.strip():
-        try:
-            data = json.loads(raw)
-        except ValueError:
-            raise InvalidArgument("Invalid JSON payload received in the upload start request.") from None
-    meta = parse(CreateFileRequest, data if isinstance(data, dict) else {}).file
+    """The start request's File metadata; the body is read as Gemini reads it (the docs' curl sends single quotes)."""
+    data = await json_reader.read_object(request, MAX_METADATA_BYTES)
+    meta = parse(CreateFileRequest, data).file
     return NewFile(name=meta.name, display_name=meta.display_name, mime_type=meta.mime_type,
                    size_bytes=meta.size_bytes)
 

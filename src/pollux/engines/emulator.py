@@ -19,8 +19,6 @@ from typing import Any
 from pollux.engines.base import Capabilities, Delta, Engine, GenerationParams
 from pollux.prompt_types import Audio, Image, Prompt, Text
 
-_BOX_ASK = re.compile(r"bounding box|box_2d|\bbbox|\[\s*ymin", re.I)
-_BOX_LABEL = re.compile(r"(?:box|boxes)\s+(?:for|of|around)\s+(?:the\s+|a\s+|an\s+)?([\w\- ]{1,40}?)(?:[.?!,\n]|$)", re.I)
 
 
 def estimate_tokens(text: str) -> int:
@@ -61,17 +59,17 @@ class EmulatorEngine(Engine):
                 return
 
     def answer(self, prompt: Prompt, params: GenerationParams, index: int = 0) -> str:
-        wants_box = bool(_BOX_ASK.search(prompt.last_user_text()))
+        box = prompt.boxes if _stills(prompt) else None  # as the real engines: boxes on images, not frames
         if params.response_mime_type == "text/x.enum" and params.response_schema:
             return str((params.response_schema.get("enum") or [""])[0])
         if params.response_mime_type == "application/json":
             if params.response_schema:
                 return json.dumps(example_for(params.response_schema, prompt), separators=(",", ":"))
-            if wants_box:
+            if box:
                 return json.dumps(self.boxes(prompt))
             return json.dumps({"account": self.account(prompt)})
         text = self.account(prompt)
-        if wants_box:
+        if box:  # labelled JSON even for a plain-list request: the account is no plain answer anyway
             text += "\n\n```json\n" + json.dumps(self.boxes(prompt)) + "\n```"
         if index:
             text = f"(candidate {index + 1})\n" + text
@@ -88,9 +86,9 @@ class EmulatorEngine(Engine):
         return "\n".join(lines)
 
     def boxes(self, prompt: Prompt) -> list[dict[str, Any]]:
-        m = _BOX_LABEL.search(prompt.last_user_text())
-        label = m.group(1).strip() if m else "object"
-        return [{"box_2d": foreground_box(img.image), "label": label} for img in prompt.images()[:8]]
+        """The foreground's box in each image (up to 8), labelled with the request's first phrase."""
+        label = prompt.boxes.phrases[0] if prompt.boxes else "object"
+        return [{"box_2d": foreground_box(img.image), "label": label} for img in _stills(prompt)[:8]]
 
     def _stream(self, text: str, params: GenerationParams, index: int, cancel: threading.Event) -> Iterator[Delta]:
         finish = "STOP"
@@ -109,6 +107,10 @@ class EmulatorEngine(Engine):
             sent += piece
             yield Delta(text=piece, candidate=index, output_tokens=estimate_tokens(sent))
         yield Delta(text="", candidate=index, finish_reason=finish, output_tokens=estimate_tokens(sent))
+
+
+def _stills(prompt: Prompt) -> list[Image]:
+    return [im for im in prompt.images() if im.modality == "IMAGE"]
 
 
 def _describe(seg) -> str:

@@ -1,33 +1,21 @@
-"""Box requests: recognising them, naming the phrases to ground, and a grounding model for models
-without native grounding (SmolVLM2): OWLv2 open-vocabulary detection via transformers.
+"""A grounding model for models without native grounding (SmolVLM2): OWLv2 open-vocabulary detection
+via transformers. Box requests themselves are recognised in prompt assembly (`pollux.prompt`).
 """
 
 from __future__ import annotations
 
-import json
-import re
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pollux.engines.boxes import Detection, from_owlv2
+from pollux.prompt import is_box_request, phrases, wants_json, wants_many  # noqa: F401  (recognised in prompt.py)
 
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
 
     from pollux.catalog import ModelEntry
     from pollux.settings import Settings
-
-_ASKS_BOX = re.compile(r"bounding[- ]box|box_2d|\bbbox|\[\s*ymin|\bbox(?:es)?\s+(?:for|of|around)\b", re.I)
-_PHRASE_PATTERNS = [
-    re.compile(r"\bbox(?:es)?\s+(?:for|of|around)\s+(.+?)(?=[.?!\n:\[(]|$)", re.I),
-    re.compile(r"\b(?:detect|locate|find|point to|where (?:is|are))\s+(.+?)(?=[.?!\n:\[(]|$)", re.I),
-]
-_ARTICLES = re.compile(r"^(?:(?:all|each|every|any|the|a|an|of|this|that|these|those)\s+)+", re.I)
-_TRAILERS = re.compile(r"\s+(?:in|on|from|within)\s+(?:the|this|that|each|every)\s+(?:image|picture|photo|frame)s?.*$",
-                       re.I)
-_MANY = re.compile(r"\bboxes\b|\ball\b|\bevery\b|\beach\b", re.I)
-_JSON = re.compile(r"\bjson\b|box_2d", re.I)
 
 DEFAULT_GROUNDING_MODEL = "owlv2-base"
 
@@ -40,34 +28,6 @@ def grounding_entries() -> dict[str, "ModelEntry"]:
         id="owlv2-base", display_name="OWLv2 base (grounding)",
         description="Open-vocabulary detector that answers bounding-box requests for models without grounding.",
         engine="transformers", source="google/owlv2-base-patch16-ensemble", family="owlv2")}
-
-
-def is_box_request(text: str, schema: dict | None = None) -> bool:
-    return bool(_ASKS_BOX.search(text)) or (schema is not None and "box_2d" in json.dumps(schema))
-
-
-def wants_json(text: str, response_mime_type: str) -> bool:
-    return response_mime_type == "application/json" or bool(_JSON.search(text))
-
-
-def wants_many(text: str) -> bool:
-    return bool(_MANY.search(text))
-
-
-def phrases(text: str) -> list[str]:
-    """The object names a box request asks for: "a bounding box for the piranha" → ["piranha"]."""
-    for pattern in _PHRASE_PATTERNS:
-        m = pattern.search(text)
-        if not m:
-            continue
-        found = []
-        for raw in re.split(r",|\band\b|\bor\b|;", m.group(1)):
-            name = _TRAILERS.sub("", _ARTICLES.sub("", raw.strip())).strip(" '\"")
-            if name and name.lower() not in ("it", "them", "object", "objects"):
-                found.append(name)
-        if found:
-            return found
-    return ["object"]
 
 
 class Grounder:

@@ -11,11 +11,12 @@ from __future__ import annotations
 import logging
 import os
 import re
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import httpx
 
-from pollux.catalog import GEMINI_ALIASES, Catalog, ModelEntry
+from pollux.catalog import TIERS, Catalog, ModelEntry
 from pollux.engines.remote import replica_urls
 
 if TYPE_CHECKING:
@@ -94,7 +95,8 @@ def with_engine_url(catalog: Catalog, settings: "Settings") -> Catalog:
         log.warning("--engine-model %s is not among %s; using %s", wanted, [e.options.get("model") for e in entries],
                     entries[0].id)
     chosen = chosen or entries[0]
-    entries = [e for e in entries if e is not chosen] + [ModelEntry(**{**vars(chosen), "aliases": GEMINI_ALIASES})]
     settings.default_model = chosen.id
-    log.info("Gemini aliases answer from %s (%s)", chosen.id, chosen.options.get("model") or settings.engine_url)
-    return Catalog(list(catalog.entries.values()) + entries)
+    log.info("Gemini model names answer from %s (%s)", chosen.id, chosen.options.get("model") or settings.engine_url)
+    # Explicit aliases of other entries move too: every Gemini name is the engine's now.
+    others = [replace(e, aliases=()) for e in catalog.entries.values()]
+    return Catalog(others + entries, dict.fromkeys(TIERS, chosen.id))

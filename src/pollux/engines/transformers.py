@@ -251,13 +251,11 @@ class TransformersEngine(Engine):
     # ------------------------------------------------------------------------------ boxes
 
     def _box_answer(self, prompt: Prompt, params: GenerationParams, cancel: threading.Event) -> str | None:
-        """A Gemini-convention box answer when the user asks for bounding boxes; None otherwise."""
-        text = prompt.last_user_text()
+        """A Gemini-convention box answer when the prompt carries a box request; None otherwise."""
         images = [im for im in prompt.images() if im.modality == "IMAGE"]
-        if not images or not grounding.is_box_request(text, params.response_schema):
+        if not images or prompt.boxes is None:
             return None
-        names = grounding.phrases(text)
-        many = grounding.wants_many(text)
+        names, many = list(prompt.boxes.phrases), prompt.boxes.many
         found: list[boxes.Detection] = []
         if self.entry.family in NATIVE_GROUNDING:
             for i, image in enumerate(images):
@@ -273,7 +271,7 @@ class TransformersEngine(Engine):
                                        reason=e.reason, metadata=e.metadata) from None
             for i, image in enumerate(images):
                 found += grounder.detect(image.image, names, many=many, image_index=i)
-        if grounding.wants_json(text, params.response_mime_type):
+        if prompt.boxes.json or params.response_mime_type == "application/json":
             return boxes.to_json_text(found, params.response_schema)
         return boxes.to_gemini_text(found, len(images))
 

@@ -39,8 +39,10 @@ class Processor:
 
     def start(self) -> None:
         if self._pool is None:
+            from pollux.media.decode_budget import make_thread_patient  # no client would retry a 503
+
             self._pool = ThreadPoolExecutor(max(1, self.service.settings.processing_workers),
-                                            thread_name_prefix="pollux-media")
+                                            thread_name_prefix="pollux-media", initializer=make_thread_patient)
 
     def stop(self) -> None:
         if self._pool is not None:

@@ -120,10 +120,22 @@ class FileService:
 
     def get_usable(self, project: str, name: str) -> FileRecord:
         """A file a prompt may use: ACTIVE, or an image still PROCESSING (its bytes were decoded and
-        checked at upload; what is left is the models' own warm-up, which the request waits for)."""
+        checked at upload; what is left is the models' own warm-up, which the request waits for), or
+        audio still PROCESSING: decoding and transcription take seconds, so the request waits for them
+        (up to `processing_wait_seconds`), as Gemini lets audio be used right after upload. A video
+        still PROCESSING is Gemini's 400 FAILED_PRECONDITION (an hour of frames is no wait)."""
+        import time  # local: this method is the only user here
+
         rec = self.get(project, name)
         if rec.state == State.PROCESSING and not pipeline.needs_processing(rec.mime_type):
             return rec
+        if rec.state == State.PROCESSING and mimes.kind(rec.mime_type) == "audio":
+            deadline = time.monotonic() + self.settings.processing_wait_seconds
+            delay = 0.02
+            while rec.state == State.PROCESSING and time.monotonic() < deadline:
+                time.sleep(delay)  # the processing job may run in another worker: the store is the truth
+                delay = min(delay * 2, 0.25)
+                rec = self.get(project, name)
         if rec.state != State.ACTIVE:
             why = f" It failed: {rec.error.get('message')}" if rec.state == State.FAILED and rec.error else ""
             raise FileNotActive(f"The File {rec.id} is not in an ACTIVE state and usage is not allowed.{why}")

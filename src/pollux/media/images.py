@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 from pollux.errors import InvalidArgument, PolluxError
+from pollux.media import decode_budget
 from pollux.media import mime as mime_types
 from pollux.media.prepared import PreparedImage
 
@@ -94,7 +95,7 @@ def prepare_image(data: bytes | Path, mime: str, settings: Settings) -> Prepared
             # We enforce settings.max_image_pixels ourselves, with a clear message.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(source, formats=formats) as im:
-                image, original_size = _decode(im, settings.max_image_pixels)
+                image, original_size = _decode(im, settings)
     except PolluxError:
         raise
     except Image.DecompressionBombError:
@@ -108,25 +109,39 @@ def prepare_image(data: bytes | Path, mime: str, settings: Settings) -> Prepared
     return PreparedImage(image=image, original_size=original_size, mime_type=canonical, sha256=sha256_of(data))
 
 
-def _decode(im: Image.Image, max_pixels: int) -> tuple[Image.Image, tuple[int, int]]:
+def _decode(im: Image.Image, settings: Settings) -> tuple[Image.Image, tuple[int, int]]:
     width, height = im.size
-    if width * height > max_pixels:
-        raise InvalidArgument(_too_large_message((width, height), max_pixels))
-    orientation = _orientation(im)
-    original = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+    if width * height > settings.max_image_pixels:
+        raise InvalidArgument(_too_large_message((width, height), settings.max_image_pixels))
     size = target_size(width, height)
     if im.format == "JPEG" and size[0] < width:
         im.draft("RGB", size)  # decode at 1/2, 1/4, 1/8 scale when that still covers `size`
-    im.load()  # animated images: Image.open leaves us on the first frame
-    rgb = _to_rgb(im)
-    if rgb is im:
-        rgb = im.copy()  # `im` is unusable once the caller closes it
-    if rgb.size != size:
-        shrinking = size[0] < rgb.size[0]
-        rgb = rgb.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0 if shrinking else None)
+    budget = decode_budget.budget_for(settings)
+    with budget.reserve(im.size[0] * im.size[1], settings.decode_wait_seconds):  # im.size: after draft
+        # Decode before anything else reads the file: PNG's getexif() loads the pixels itself and swallows a
+        # decode error, after which load() finds the image "loaded" and a corrupt file would pass.
+        im.load()  # animated images: Image.open leaves us on the first frame
+        orientation = _orientation(im)
+        rgb = _resized_rgb(im, size)
     if orientation in _TRANSPOSE:
         rgb = rgb.transpose(_TRANSPOSE[orientation])
+    original = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
     return rgb, original
+
+
+# Modes Pillow resamples directly: shrinking in them first means the full-size image is never converted
+# (a 13000x13000 grey PNG is 169 MB as L but 507 MB as RGB, and was once both at the same time).
+_RESAMPLABLE = ("L", "LA", "RGB", "RGBA", "RGBX", "I", "F")
+
+
+def _resized_rgb(im: Image.Image, size: tuple[int, int]) -> Image.Image:
+    shrinking = size[0] < im.size[0]
+    if shrinking and im.mode in _RESAMPLABLE:
+        return _to_rgb(im.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0))
+    rgb = _to_rgb(im)
+    if rgb.size != size:
+        return rgb.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0 if shrinking else None)
+    return im.copy() if rgb is im else rgb  # `im` is unusable once the caller closes it
 
 
 def _orientation(im: Image.Image) -> int:
@@ -146,7 +161,7 @@ def _to_rgb(im: Image.Image) -> Image.Image:
         background.paste(rgba, mask=rgba.getchannel("A"))
         return background
     if im.mode.startswith("I") or im.mode == "F":
-        arr = np.asarray(im, dtype=np.float64)
+        arr = np.asarray(im, dtype=np.float32)
         peak = 65535.0 if im.mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
         return Image.fromarray(np.clip(arr * (255.0 / peak), 0, 255).astype(np.uint8), "L").convert("RGB")
     return im.convert("RGB")

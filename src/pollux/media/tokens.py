@@ -6,6 +6,11 @@ Rules (gemini-contract.md §6 and the seed's "Technical details"):
 * Images, profile "gemini-2" (2.x and later): 258 when both sides are <= 384 px, otherwise
   ceil(w/768) * ceil(h/768) * 258. The tiles are computed on the size the client sent (after EXIF
   rotation, before our 768/3072 scaling). The real service's crop-unit rule is subtler: an estimate.
+* Images and video frames, profile "gemini-3" (Gemini 3 and later): `mediaResolution` sets a fixed
+  count: images LOW 280, MEDIUM 560, HIGH 1120 (the default), ULTRA_HIGH 2240; video frames 70 at
+  LOW and MEDIUM (the default) and 280 at HIGH and above, plus the timestamp marker.
+* Profile "gemini-2" at MEDIA_RESOLUTION_LOW: 64 per image and per video frame (about 100 tokens/s
+  of video with audio and timestamps, as documented); other resolutions keep the 258 rules.
 * Video: 258 per sampled frame, plus TIMESTAMP_TOKENS per sampled frame for its "MM:SS" marker,
   plus 32 tokens per second of the clip when the video has an audio track. With the default
   1 fps that is 263 tokens/s without audio and 295 with it, inside the documented ~263-300.
@@ -27,7 +32,7 @@ from dataclasses import dataclass
 
 from pollux.errors import InvalidArgument
 
-PROFILES = ("gemini-1.5", "gemini-2")
+PROFILES = ("gemini-1.5", "gemini-2", "gemini-3")
 DEFAULT_PROFILE = "gemini-2"
 
 TOKENS_PER_IMAGE = 258
@@ -40,6 +45,12 @@ CHARS_PER_TOKEN = 4
 DEFAULT_FPS = 1.0
 MAX_FPS = 24.0
 MODALITIES = ("TEXT", "IMAGE", "VIDEO", "AUDIO")
+# Gemini 3: tokens per image / per video frame at each mediaResolution (None: the default).
+GEMINI3_IMAGE = {"MEDIA_RESOLUTION_LOW": 280, "MEDIA_RESOLUTION_MEDIUM": 560, "MEDIA_RESOLUTION_HIGH": 1120,
+                 "MEDIA_RESOLUTION_ULTRA_HIGH": 2240, None: 1120}
+LOW_RESOLUTION_TOKENS = 64  # gemini-2 at MEDIA_RESOLUTION_LOW, per image and per frame
+GEMINI3_FRAME = {"MEDIA_RESOLUTION_LOW": 70, "MEDIA_RESOLUTION_MEDIUM": 70, "MEDIA_RESOLUTION_HIGH": 280,
+                 "MEDIA_RESOLUTION_ULTRA_HIGH": 280, None: 70}
 
 _EPS = 1e-9  # float slack so 12.0 s at 1 fps is 12 frames, not 13
 
@@ -49,9 +60,18 @@ def _check_profile(profile: str) -> None:
         raise ValueError(f"unknown token profile {profile!r}; expected one of {PROFILES}")
 
 
-def count_image(width: int, height: int, profile: str = DEFAULT_PROFILE) -> int:
-    """Tokens for one image of the given original size (see module doc)."""
+def _resolution(value: str | None) -> str | None:
+    return None if value in (None, "", "MEDIA_RESOLUTION_UNSPECIFIED") else value
+
+
+def count_image(width: int, height: int, profile: str = DEFAULT_PROFILE, resolution: str | None = None) -> int:
+    """Tokens for one image of the given original size (see module doc); `resolution` only counts on
+    the gemini-3 profile."""
     _check_profile(profile)
+    if profile == "gemini-3":
+        return GEMINI3_IMAGE.get(_resolution(resolution), GEMINI3_IMAGE[None])
+    if profile == "gemini-2" and resolution == "MEDIA_RESOLUTION_LOW":
+        return LOW_RESOLUTION_TOKENS
     if profile == "gemini-1.5":
         return TOKENS_PER_IMAGE
     if width <= SMALL_IMAGE_SIDE and height <= SMALL_IMAGE_SIDE:
@@ -110,13 +130,20 @@ def count_video(
     end: float | None = None,
     has_audio: bool = False,
     profile: str = DEFAULT_PROFILE,
+    resolution: str | None = None,
 ) -> tuple[int, int]:
     """(VIDEO tokens: frames + timestamps, AUDIO tokens: the clip's soundtrack)."""
-    _check_profile(profile)  # both profiles share the video rule
+    _check_profile(profile)  # 1.5 and 2.x share the video rule
     frames = count_video_frames(duration, fps, start, end)
     _, start_s, end_s = resolve_clip(duration, fps, start, end)
     audio = count_audio(end_s - start_s) if has_audio else 0
-    return frames * (TOKENS_PER_FRAME + TIMESTAMP_TOKENS), audio
+    if profile == "gemini-3":
+        per_frame = GEMINI3_FRAME.get(_resolution(resolution), GEMINI3_FRAME[None])
+    elif profile == "gemini-2" and resolution == "MEDIA_RESOLUTION_LOW":
+        per_frame = LOW_RESOLUTION_TOKENS
+    else:
+        per_frame = TOKENS_PER_FRAME
+    return frames * (per_frame + TIMESTAMP_TOKENS), audio
 
 
 def count_audio(duration: float) -> int:
