@@ -69,7 +69,7 @@ def test_engine_url_makes_an_entry_the_gemini_aliases_use(pollux, vllm):
     runtime = r.json()["polluxRuntime"]
     assert runtime["engine"] == "openai" and runtime["model"] == "llava"
     assert runtime["remote"]["model"] == vllm.model
-    assert r.json()["inputTokenLimit"] == 2048  # vLLM's max_model_len
+    assert runtime["remote"]["contextTokens"] == 2048  # vLLM's max_model_len, from /v1/models
 
 
 def test_image_answer_and_native_count_from_tokenize(pollux, vllm):

@@ -143,6 +143,7 @@ class RemoteEngine(Engine):
 
     def info(self) -> dict[str, Any]:
         return {"remote": {"model": self.model, "family": self.entry.family or None,
+                           "contextTokens": self.entry.input_token_limit,
                            "inFlight": self._in_flight, "maxInFlight": self.max_in_flight,
                            "nativeTokenCount": self.native_count_source,
                            "replicas": [r.json() for r in self.replicas]}}
