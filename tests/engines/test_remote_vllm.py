@@ -53,6 +53,12 @@ id = "llava-long"
 engine = "openai"
 source = "{vllm.url}"
 options = {{ model = "{vllm.model}", extra_body = {{ ignore_eos = true }} }}
+
+[[models]]
+id = "llava-2-images"
+engine = "openai"
+source = "{vllm.url}"
+options = {{ model = "{vllm.model}", max_images = 2 }}
 ''')
     env = {"POLLUX_ENGINE_URL": vllm.url, "POLLUX_CATALOG_FILE": str(catalog)}
     with Server(data, emulator=False, env=env) as server:
@@ -114,6 +120,12 @@ def test_video_frames_arrive_as_images(pollux, vllm, tmp_path):
     details = {d["modality"]: d["tokenCount"] for d in r.json()["usageMetadata"]["promptTokensDetails"]}
     assert details["VIDEO"] > 0  # Gemini-rule counts, as for local models
     assert native > 3 * 16  # three frames of 16 LLaVA tokens each, plus their MM:SS labels and the text
+    assert "polluxThinning" not in r.json()
+    # An entry taking 2 images: the frames are thinned to 2, the one at 00:02 (asked about) kept, and said so.
+    r = _post(pollux, "llava-2-images", body)
+    assert r.status_code == 200, r.text
+    (thinned,) = r.json()["polluxThinning"]
+    assert (thinned["framesSampled"], thinned["framesUsed"]) == (3, 2) and "00:02" in thinned["usedAt"]
 
 
 def test_streaming_sse_with_usage(pollux):
