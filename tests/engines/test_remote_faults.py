@@ -119,3 +119,20 @@ def test_absent_engine_is_unavailable_naming_it(client):
     assert err["status"] == "UNAVAILABLE" and "absent" in err["message"] and "127.0.0.1" in err["message"]
     r = client.post("/v1beta/models/absent:streamGenerateContent?alt=sse", json=_body(), headers=H)
     assert "UNAVAILABLE" in r.text
+
+
+def test_replicas_balanced_by_outstanding_requests(tmp_path):
+    from pollux.catalog import ModelEntry
+    from pollux.engines.remote import RemoteEngine
+    from pollux.settings import Settings
+
+    entry = ModelEntry(id="r", display_name="r", description="", engine="openai", family="",
+                       source=("http://a/v1", "http://b/v1", "http://c/v1"), options={"model": "m"})
+    engine = RemoteEngine(entry, Settings(data_dir=tmp_path))
+    picked = [engine._pick(set()).url for _ in range(6)]  # none released: each goes to the least loaded
+    assert sorted(picked) == sorted(["http://a/v1", "http://b/v1", "http://c/v1"] * 2)
+    engine._mark(engine.replicas[0], False, "down")
+    for replica in engine.replicas:
+        replica.outstanding = 0
+    assert {engine._pick(set()).url for _ in range(4)} == {"http://b/v1", "http://c/v1"}  # the failing one skipped
+    assert engine.info()["remote"]["replicas"][0]["healthy"] is False
