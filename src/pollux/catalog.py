@@ -26,8 +26,8 @@ class ModelEntry:
     id: str
     display_name: str
     description: str
-    engine: str  # registry name: transformers | openvino | emulator | third-party
-    source: str  # Hugging Face repo id or a local directory
+    engine: str  # registry name: transformers | openvino | openai | emulator | third-party
+    source: str | tuple[str, ...]  # Hugging Face repo id or a local directory; openai: base URL(s)
     family: str  # smolvlm | qwen2_5_vl | ... (chat template quirks, box conversion)
     revision: str | None = None
     aliases: tuple[str, ...] = ()
@@ -190,6 +190,8 @@ class Catalog:
                 raw = dict(raw)
                 raw["aliases"] = tuple(raw.get("aliases", ()))
                 base = entries.get(raw["id"])
+                if base is None:
+                    raw = entry_defaults(raw)
                 entries[raw["id"]] = replace(base, **raw) if base else ModelEntry(**raw)
             tiers = dict(data.get("gemini_tiers", {}))
         # An alias belongs to the last entry that claims it.
@@ -223,6 +225,14 @@ class Catalog:
             raise not_found(requested, api_version, method, "" if strict else _HINT)
         tier, version = named
         return Resolved(self.entries[self.tiers[tier]], requested, profile_for(version), tier, version)
+
+
+def entry_defaults(raw: dict) -> dict:
+    """A new entry's optional fields: a list `source` is replicas; `family` may be absent (plain conventions)."""
+    out = {"display_name": raw.get("id", ""), "description": "", "family": "", **raw}
+    if isinstance(out.get("source"), list):
+        out["source"] = tuple(out["source"])
+    return out
 
 
 # Thinking budgets each Gemini model takes: (lowest, highest, 0 allowed). -1 (dynamic) is always allowed.

@@ -15,6 +15,10 @@ def serve(
     config: str = typer.Option(None, "--config", help="TOML settings file."),
     emulator: bool = typer.Option(None, "--emulator/--no-emulator", help="Answer every model with the emulator."),
     log_level: str = typer.Option(None, "--log-level"),
+    engine_url: str = typer.Option(None, "--engine-url", help="An OpenAI-compatible server (vLLM, SGLang, Ollama, "
+                                   "llama.cpp, LM Studio): its /v1 base URL; comma-separated for replicas."),
+    engine_model: str = typer.Option(None, "--engine-model", help="The served model the Gemini aliases use "
+                                     "(default: the first of /v1/models)."),
 ) -> None:
     """Start the server."""
     import uvicorn
@@ -24,7 +28,8 @@ def serve(
 
     from pollux.files.store import StorageError
 
-    settings = load_settings(config, host=host, port=port, data_dir=data_dir, emulator=emulator, log_level=log_level)
+    settings = load_settings(config, host=host, port=port, data_dir=data_dir, emulator=emulator, log_level=log_level,
+                             engine_url=engine_url, engine_model=engine_model)
     try:
         app_ = create_app(settings)
     except StorageError as e:  # a data dir we must not serve from: say why, no traceback

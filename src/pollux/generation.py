@@ -11,6 +11,7 @@ The API layer hands in a parsed, engine-neutral request; nothing here knows abou
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import tempfile
@@ -29,7 +30,8 @@ from pollux.errors import InvalidArgument, PermissionDenied, UnsupportedMedia
 from pollux.media import mime as mimes
 from pollux.media import pipeline, tokens, urls
 from pollux.media.prepared import PreparedAudio, PreparedImage, PreparedVideo
-from pollux.prompt_types import MediaPart, Prompt, RequestTurn, TextPart, VideoOptions
+from pollux.prompt_types import (FunctionCall, FunctionResponse, MediaPart, Prompt, RequestTurn, TextPart,
+                                 VideoOptions)
 
 if TYPE_CHECKING:
     from pollux.engines.hub import EngineHub
@@ -60,7 +62,7 @@ class InlineRef:
 
 @dataclass
 class GenerateInput:
-    turns: list[tuple[str, list[str | FileRef | InlineRef]]]
+    turns: list[tuple[str, list[str | FileRef | InlineRef | FunctionCall | FunctionResponse]]]
     system: str | None = None
     params: GenerationParams = field(default_factory=GenerationParams)
     media_resolution: str | None = None  # generationConfig.mediaResolution (Gemini 3 token accounting)
@@ -129,6 +131,7 @@ class GenerationService:
         if not inp.turns:
             raise InvalidArgument("* GenerateContentRequest.contents: contents is not specified")
         engine = self.engines.get(model.entry)
+        _check_tools(inp, engine, model.requested)
         with _scratch_dir(self.scratch) as scratch:
             turns = self._resolve_media(project, inp, engine, Path(scratch))
             counts = self._gemini_counts(turns, inp.system, model.token_profile, engine, inp.media_resolution)
@@ -160,6 +163,9 @@ class GenerationService:
                 position += 1
                 if isinstance(part, str):
                     turn.parts.append(TextPart(part))
+                    continue
+                if isinstance(part, (FunctionCall, FunctionResponse)):
+                    turn.parts.append(part)
                     continue
                 media = self._media(project, part, scratch, position - 1, fetcher)
                 if not engine.capabilities.accepts(media.mime_type):
@@ -230,6 +236,9 @@ class GenerationService:
                 if isinstance(part, TextPart):
                     counts["TEXT"] += count_text(part.text)
                     continue
+                if isinstance(part, (FunctionCall, FunctionResponse)):
+                    counts["TEXT"] += count_text(json.dumps(vars(part)))
+                    continue
                 p = part.prepared
                 res = part.resolution or resolution
                 if isinstance(p, PreparedImage):
@@ -246,6 +255,10 @@ class GenerationService:
 
     async def stream(self, job: Job) -> AsyncIterator[Delta]:
         """Run the engine in a worker thread; leaving the iterator early cancels generation."""
+        if not job.engine.serialised:  # a remote server: streamed on the event loop, closing it cancels upstream
+            async for delta in job.engine.astream(job.prompt, job.params):
+                yield delta
+            return
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
         cancel = threading.Event()
@@ -273,3 +286,11 @@ class GenerationService:
             cancel.set()
             if not worker.done():
                 worker.add_done_callback(lambda f: f.exception())
+
+
+def _check_tools(inp: GenerateInput, engine: Engine, model: str) -> None:
+    """Function calling reaches only engines that declare it (remote servers); others answer a clear 400."""
+    calls = any(isinstance(p, (FunctionCall, FunctionResponse)) for _, parts in inp.turns for p in parts)
+    if (inp.params.tools or calls) and not engine.capabilities.tools:
+        raise InvalidArgument(f"Tools (function calling) are not supported by {model} on this server's "
+                              f"{engine.name} engine; serve it from an OpenAI-compatible engine (--engine-url).")

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pollux.engines.base import Capabilities
 from pollux.errors import InvalidArgument, UnsupportedMedia
 from pollux.media.prepared import Frame, PreparedAudio, PreparedImage, PreparedVideo
-from pollux.prompt_types import (Audio, BoxRequest, Image, MediaPart, Prompt, RequestTurn, Segment, Text, TextPart,
-                                 Turn, VideoThinning)
+from pollux.prompt_types import (Audio, BoxRequest, FunctionCall, FunctionResponse, Image, MediaPart, Prompt,
+                                 RequestTurn, Segment, Text, TextPart, Turn, VideoThinning)
 
 Transcribe = Callable[[PreparedAudio], list[dict]]
 CountTokens = Callable[[Prompt], int]
@@ -227,6 +227,9 @@ def _build(turns: list[RequestTurn], system: str | None, caps: Capabilities, tra
         for part in turn.parts:
             if isinstance(part, TextPart):
                 segments.append(Text(part.text))
+                continue
+            if isinstance(part, (FunctionCall, FunctionResponse)):  # history of a tool-using chat, kept in place
+                segments.append(part)
                 continue
             p = part.prepared
             if isinstance(p, PreparedImage):

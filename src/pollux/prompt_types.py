@@ -37,7 +37,25 @@ class Audio:
     modality: Modality = "AUDIO"
 
 
-Segment = Union[Text, Image, Audio]
+@dataclass
+class FunctionCall:
+    """A model turn's call of a declared function (`functionCall` part); also what an engine answers."""
+
+    name: str
+    args: dict
+    id: str | None = None
+
+
+@dataclass
+class FunctionResponse:
+    """A user turn's result of a function call (`functionResponse` part)."""
+
+    name: str
+    response: dict
+    id: str | None = None
+
+
+Segment = Union[Text, Image, Audio, FunctionCall, FunctionResponse]
 
 
 @dataclass
@@ -111,4 +129,4 @@ class MediaPart:
 @dataclass
 class RequestTurn:
     role: Literal["user", "model"]
-    parts: list[Union[TextPart, MediaPart]] = field(default_factory=list)
+    parts: list[Union[TextPart, MediaPart, FunctionCall, FunctionResponse]] = field(default_factory=list)

@@ -64,6 +64,10 @@ class Settings(BaseModel):
                                                         "Gemini's exact 404 (no Pollux hint, no loose matching)")
     device: str = "cpu"
     idle_unload_seconds: float = 0.0
+    engine_url: str | None = Field(None, description="OpenAI-compatible server base URL(s), comma-separated replicas; "
+                                                     "its /v1/models become catalog entries, Gemini aliases → first")
+    engine_model: str | None = Field(None, description="which served model the Gemini aliases use (--engine-url)")
+    engine_api_key_env: str | None = Field(None, description="env var holding the engine's API key (--engine-url)")
 
     @property
     def resolved_database_url(self) -> str:

@@ -23,6 +23,7 @@ from pollux.api.auth import Authenticator
 from pollux.api.context import VERSIONS, AppContext
 from pollux.api.errors import handle_pollux_error, handle_unexpected, status_body
 from pollux.catalog import Catalog
+from pollux.engines import served_models
 from pollux.engines.hub import EngineHub
 from pollux.errors import NotFound, PolluxError
 from pollux.files.service import FileService
@@ -115,7 +116,7 @@ def routes() -> list:
 
 def build_context(settings: Settings) -> AppContext:
     files_service = FileService(settings)
-    catalog = Catalog.from_file(settings.catalog_file)
+    catalog = served_models.with_engine_url(Catalog.from_file(settings.catalog_file), settings)
     engines = EngineHub(settings)
     static_keys = settings.parsed_api_keys()
     return AppContext(

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from pollux.api import json_reader
+from pollux.api import json_reader, tools
 from pollux.api.context import ctx
 from pollux.api.errors import error_body
 from pollux.api.schema import (CountTokensRequest, GenerateContentRequest, GenerationConfig, openapi_to_json_schema,
@@ -29,8 +29,6 @@ async def read_json(request: Request) -> dict:
 
 
 def to_input(req: GenerateContentRequest) -> GenerateInput:
-    if req.tools:
-        raise InvalidArgument("Tools (function calling, code execution, search) are not supported by Pollux yet.")
     if req.cached_content:
         raise InvalidArgument("cachedContent is not supported by Pollux yet.")
     turns = []
@@ -50,6 +48,8 @@ def to_input(req: GenerateContentRequest) -> GenerateInput:
                 parts.append(InlineRef(part.inline_data.mime_type, part.inline_data.data, video, part.media_resolution))
             elif part.file_data is not None:
                 parts.append(FileRef(part.file_data.file_uri, part.file_data.mime_type, video, part.media_resolution))
+            elif (call := tools.function_part(part.model_extra or {}, f"contents[{i}].parts[{j}]")) is not None:
+                parts.append(call)  # the engine's capability is checked once the model is resolved
             else:
                 kinds = sorted(part.model_extra or {}) or ["empty part"]
                 raise InvalidArgument(f"contents[{i}].parts[{j}]: {', '.join(kinds)} is not supported; "
@@ -61,7 +61,9 @@ def to_input(req: GenerateContentRequest) -> GenerateInput:
     cfg = req.generation_config
     _check_modalities(cfg)
     thinking = cfg.thinking_config if cfg else None
-    return GenerateInput(turns, system, to_params(cfg), media_resolution=cfg.media_resolution if cfg else None,
+    params = to_params(cfg)
+    params.tools, params.tool_config = tools.declarations(req.tools), tools.tool_config(req.tool_config)
+    return GenerateInput(turns, system, params, media_resolution=cfg.media_resolution if cfg else None,
                          thinking_budget=thinking.thinking_budget if thinking else None,
                          thinking_level=thinking.thinking_level if thinking else None)
 
@@ -87,7 +89,7 @@ def to_params(cfg: GenerationConfig | None) -> GenerationParams:
         temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k, max_output_tokens=cfg.max_output_tokens,
         stop_sequences=list(cfg.stop_sequences), seed=cfg.seed, candidate_count=cfg.candidate_count or 1,
         presence_penalty=cfg.presence_penalty, frequency_penalty=cfg.frequency_penalty, response_mime_type=mime,
-        response_schema=schema)
+        response_schema=schema, response_logprobs=bool(cfg.response_logprobs), logprobs=cfg.logprobs)
 
 
 async def _job(request: Request, method: str) -> Job:
@@ -121,6 +123,7 @@ def usage_json(job: Job, output_tokens: int | None) -> dict:
 def _native_headers(job: Job) -> dict:
     # Extension: what the local model really consumes (Gemini-rule counts are in the body).
     return {"x-pollux-native-prompt-tokens": str(job.usage.native_prompt_tokens),
+            "x-pollux-native-token-source": job.engine.native_count_source,
             "x-pollux-model": job.model.entry.id}
 
 
@@ -129,17 +132,20 @@ class _Candidates:
         self.text = [""] * count
         self.finish: list[str | None] = [None] * count
         self.tokens = [0] * count
+        self.calls: list[list] = [[] for _ in range(count)]
 
     def add(self, delta) -> None:
         self.text[delta.candidate] += delta.text
+        self.calls[delta.candidate] += delta.function_calls or []
         if delta.finish_reason:
             self.finish[delta.candidate] = delta.finish_reason
         if delta.output_tokens is not None:
             self.tokens[delta.candidate] = delta.output_tokens
 
 
-def _candidate(index: int, text: str, finish: str | None) -> dict:
-    out: dict = {"content": {"role": "model", "parts": [{"text": text}]}, "index": index}
+def _candidate(index: int, text: str, finish: str | None, calls: list | None = None) -> dict:
+    parts = ([{"text": text}] if text or not calls else []) + tools.call_parts(calls)
+    out: dict = {"content": {"role": "model", "parts": parts}, "index": index}
     if finish:
         out["finishReason"] = finish
     return out
@@ -151,7 +157,7 @@ async def generate_content(request: Request) -> JSONResponse:
     async for delta in ctx(request).generation.stream(job):
         cands.add(delta)
     body = {
-        "candidates": [_candidate(i, t, cands.finish[i] or "STOP") for i, t in enumerate(cands.text)],
+        "candidates": [_candidate(i, t, cands.finish[i] or "STOP", cands.calls[i]) for i, t in enumerate(cands.text)],
         "usageMetadata": usage_json(job, sum(cands.tokens)),
         "modelVersion": job.model.requested,
         "responseId": secrets.token_urlsafe(12),
@@ -173,7 +179,8 @@ async def stream_generate_content(request: Request) -> Response:
                 done = all(cands.finish)
                 if not delta.text and not delta.finish_reason:
                     continue
-                yield {"candidates": [_candidate(delta.candidate, delta.text, delta.finish_reason)],
+                yield {"candidates": [_candidate(delta.candidate, delta.text, delta.finish_reason,
+                                                 delta.function_calls)],
                        "usageMetadata": usage_json(job, sum(cands.tokens) if done else None),
                        "modelVersion": job.model.requested, "responseId": response_id,
                        **(thinning_json(job) if done else {})}

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
 from pollux.errors import InvalidArgument
-from pollux.prompt_types import Prompt
+from pollux.prompt_types import FunctionCall, Prompt
 
 if TYPE_CHECKING:
     from pollux.catalog import ModelEntry
@@ -32,6 +32,7 @@ class Capabilities:
     json_schema: bool = False  # constrained decoding for responseSchema
     streaming: bool = True  # yields deltas as tokens are produced
     max_images: int | None = None
+    tools: bool = False  # function declarations, functionCall / functionResponse parts
 
     def accepts(self, mime: str) -> bool:
         from pollux.media.mime import normalize  # a File keeps the type its client named (audio/mpeg)
@@ -54,6 +55,10 @@ class GenerationParams:
     frequency_penalty: float | None = None
     response_mime_type: str = "text/plain"
     response_schema: dict[str, Any] | None = None  # always plain JSON Schema (converted at the edge)
+    response_logprobs: bool = False
+    logprobs: int | None = None  # top candidates per token
+    tools: list[dict[str, Any]] | None = None  # [{name, description, parameters (JSON Schema)}]
+    tool_config: dict[str, Any] | None = None  # {mode: AUTO|ANY|NONE|VALIDATED, allowed_function_names}
 
 
 @dataclass
@@ -64,11 +69,16 @@ class Delta:
     candidate: int = 0
     finish_reason: str | None = None  # STOP | MAX_TOKENS | OTHER
     output_tokens: int | None = None  # native tokens generated so far for this candidate
+    function_calls: list[FunctionCall] | None = None  # on the last delta of a candidate that called tools
 
 
 class Engine(ABC):
     name: str = "engine"
     capabilities: Capabilities = Capabilities()
+    # False for engines that run elsewhere (remote servers): the hub never serialises their requests.
+    serialised: bool = True
+    # What `count_tokens` is: "model" (the local tokenizer), "server" (the server's tokenizer), "estimate".
+    native_count_source: str = "model"
 
     def __init__(self, entry: "ModelEntry", settings: "Settings"):
         self.entry = entry
@@ -92,6 +102,11 @@ class Engine(ABC):
         """Runtime facts for models.get / metrics (loaded, memory)."""
         return {}
 
+    async def astream(self, prompt: Prompt, params: GenerationParams) -> AsyncIterator[Delta]:
+        """Engines with `serialised = False` stream on the event loop instead; closing the iterator cancels."""
+        raise NotImplementedError(f"{self.name} streams from a worker thread (generate)")
+        yield  # pragma: no cover  (makes this an async generator)
+
 
 @lru_cache(maxsize=None)
 def engine_classes() -> dict[str, type[Engine]]:
@@ -108,6 +123,7 @@ BUILTIN_ENGINES = {
     "emulator": "pollux.engines.emulator:EmulatorEngine",
     "transformers": "pollux.engines.transformers:TransformersEngine",
     "openvino": "pollux.engines.openvino:OpenVINOEngine",
+    "openai": "pollux.engines.remote:RemoteEngine",
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import TYPE_CHECKING, Iterator
 
 from pollux.engines.base import Engine, engine_class
@@ -52,9 +52,10 @@ class EngineHub:
 
     @contextmanager
     def lease(self, entry: "ModelEntry") -> Iterator[Engine]:
-        """Exclusive use of a loaded engine: one generation at a time per model, others wait in line."""
+        """Exclusive use of a loaded engine: one generation at a time per model, others wait in line.
+        Engines that run elsewhere (`serialised = False`: remote servers batch themselves) are never locked."""
         engine = self.get(entry)
-        lock = self._locks[entry.id]
+        lock = self._locks[entry.id] if engine.serialised else nullcontext()
         with lock:
             try:
                 engine.load()
@@ -83,6 +84,8 @@ class EngineHub:
 
     def info(self, entry: "ModelEntry") -> dict:
         engine = self._engines.get(entry.id)
+        if engine is None and self.engine_name(entry) == "openai":  # cheap to build: shows replica health at once
+            engine = self.get(entry)
         out = {"model": entry.id, "engine": self.engine_name(entry), "source": entry.source}
         if engine is not None:
             out.update(engine.info())

@@ -1,0 +1,449 @@
+"""OpenAI-compatible inference servers as an engine: vLLM, SGLang, Ollama, llama.cpp, LM Studio,
+`transformers serve`. Catalog: `engine = "openai"`, `source` = the server's OpenAI base URL (or a list of
+replica URLs), optional `family` (prompt and box conventions), `options = { model, api_key_env,
+max_images, max_in_flight, connect_timeout, read_timeout, retries, audio, tools, extra_body }`.
+
+Requests stream on the event loop (`astream`): Pollux never serialises them (the server batches); at most
+`max_in_flight` per entry. Leaving the stream early closes the upstream connection, which cancels the
+request at the server. Retries happen only before the first token; replicas are picked by fewest
+outstanding requests, skipping those that failed recently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import os
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import aclosing
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import httpx
+
+from pollux.engines import boxes, grounding
+from pollux.engines import openai_mapping as mapping
+from pollux.engines.base import Capabilities, Delta, Engine, GenerationParams
+from pollux.errors import (FailedPrecondition, Internal, InvalidArgument, ModelUnavailable, ResourceExhausted,
+                           Unavailable)
+from pollux.prompt_types import Image, Prompt, Text
+
+if TYPE_CHECKING:
+    from pollux.catalog import ModelEntry
+    from pollux.settings import Settings
+
+log = logging.getLogger("pollux.engines.remote")
+
+NATIVE_BOX_FAMILIES = ("qwen2_5_vl", "qwen2_vl", "qwen3_vl")
+UNHEALTHY_SECONDS = 2.0  # a failed replica is skipped this long (then tried again)
+
+
+def replica_urls(source: Any) -> list[str]:
+    urls = [source] if isinstance(source, str) else list(source or ())
+    urls = [str(u).strip().rstrip("/") for u in urls if str(u).strip()]
+    if not urls:
+        raise InvalidArgument("An openai engine entry needs `source`: the server's OpenAI base URL "
+                              "(e.g. http://gpu-box:8000/v1) or a list of them.")
+    return urls
+
+
+@dataclass
+class Replica:
+    url: str  # the OpenAI base, …/v1
+    outstanding: int = 0
+    healthy: bool | None = None  # None: not contacted yet
+    last_error: str | None = None
+    retry_at: float = 0.0
+    tokenize: bool | None = None  # vLLM's /tokenize (None: not tried)
+
+    @property
+    def root(self) -> str:
+        return self.url.removesuffix("/v1")
+
+    def json(self) -> dict:
+        return {"url": self.url, "healthy": self.healthy, "outstanding": self.outstanding,
+                "lastError": self.last_error}
+
+
+class _Retry(Exception):
+    """A failure before the first token: another attempt (or replica) may succeed."""
+
+
+class RemoteEngine(Engine):
+    name = "openai"
+    serialised = False
+
+    def __init__(self, entry: "ModelEntry", settings: "Settings"):
+        super().__init__(entry, settings)
+        opts = entry.options
+        self.replicas = [Replica(u) for u in replica_urls(entry.source)]
+        self.model: str | None = opts.get("model")
+        key_env = opts.get("api_key_env")
+        self.api_key = os.environ.get(key_env) if key_env else None
+        self.max_in_flight = int(opts.get("max_in_flight", 512))
+        self.retries = int(opts.get("retries", 2))
+        self.timeout = httpx.Timeout(float(opts.get("read_timeout", 600)), connect=float(opts.get("connect_timeout", 5)))
+        self.extra_body = dict(opts.get("extra_body") or {})
+        max_images = opts.get("max_images")
+        self.capabilities = Capabilities(
+            mime_types=frozenset({"image/*", "video/*", "audio/*"}), video=True, audio=bool(opts.get("audio", False)),
+            boxes=entry.family in NATIVE_BOX_FAMILIES, json_schema=True, streaming=True,
+            max_images=int(max_images) if max_images else None, tools=bool(opts.get("tools", True)))
+        self.native_count_source = "estimate"
+        self._guard = threading.Lock()  # replica state and the in-flight count
+        self._load_lock = threading.Lock()
+        self._in_flight = 0
+        self._sync = httpx.Client(timeout=httpx.Timeout(30.0, connect=self.timeout.connect), headers=self._headers())
+        self._clients: dict[int, httpx.AsyncClient] = {}  # per event loop (a client belongs to one loop)
+        self._image_costs: dict[tuple, int] = {}
+        self._text_counts: dict[str, int] = {}
+        self._data_urls = mapping.DataURLCache(int(opts.get("image_cache_bytes", 256 * 1024 * 1024)))
+
+    # ------------------------------------------------------------------------------ life cycle
+
+    def _headers(self) -> dict:
+        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+
+    def describe(self, replica: Replica | None = None) -> str:
+        where = replica.url if replica else ", ".join(r.url for r in self.replicas)
+        return f"the {self.entry.id} engine at {where}"
+
+    def load(self) -> None:
+        """Cheap: learns the served model's name once (the first of /v1/models when the entry names none)."""
+        if self.model:
+            return
+        with self._load_lock:
+            if self.model:
+                return
+            errors = []
+            for replica in self.replicas:
+                try:
+                    r = self._sync.get(replica.url + "/models", timeout=self.timeout.connect or 5)
+                    r.raise_for_status()
+                    ids = [m["id"] for m in r.json().get("data", [])]
+                except (httpx.HTTPError, ValueError, KeyError, TypeError) as e:
+                    self._mark(replica, False, f"GET /models: {e}")
+                    errors.append(str(e))
+                    continue
+                self._mark(replica, True)
+                if ids:
+                    self.model = ids[0]
+                    return
+                errors.append("it serves no model")
+            raise Unavailable(f"The model {self.entry.id} is unavailable: {self.describe()} does not answer "
+                              f"({'; '.join(errors)}).")
+
+    def unload(self) -> None:
+        """Nothing to free: the weights live on the server."""
+
+    def info(self) -> dict[str, Any]:
+        return {"remote": {"model": self.model, "family": self.entry.family or None,
+                           "contextTokens": self.entry.input_token_limit,
+                           "inFlight": self._in_flight, "maxInFlight": self.max_in_flight,
+                           "nativeTokenCount": self.native_count_source,
+                           "replicas": [r.json() for r in self.replicas]}}
+
+    # ------------------------------------------------------------------------------ replicas
+
+    def _mark(self, replica: Replica, ok: bool, error: str | None = None) -> None:
+        with self._guard:
+            replica.healthy = ok
+            if ok:
+                replica.retry_at = 0.0
+            else:
+                replica.last_error = error
+                replica.retry_at = time.monotonic() + UNHEALTHY_SECONDS
+
+    def _pick(self, avoid: set[int]) -> Replica:
+        """Fewest outstanding among replicas not failing recently; when all are, the one to retry first."""
+        now = time.monotonic()
+        with self._guard:
+            pool = [r for i, r in enumerate(self.replicas) if i not in avoid] or self.replicas
+            ready = [r for r in pool if r.retry_at <= now]
+            replica = (min(ready, key=lambda r: r.outstanding) if ready else min(pool, key=lambda r: r.retry_at))
+            replica.outstanding += 1
+            return replica
+
+    def _release(self, replica: Replica) -> None:
+        with self._guard:
+            replica.outstanding -= 1
+
+    # ------------------------------------------------------------------------------ tokens
+
+    def count_text(self, text: str) -> int:
+        return math.ceil(len(text) / 4) if text else 0
+
+    def count_tokens(self, prompt: Prompt) -> int:
+        """The server's count (vLLM /tokenize: text exactly, each image size measured once), else an estimate.
+
+        More images than the entry's `max_images` never fit, so the prompt thins video frames down to it.
+        """
+        count = self._server_count(prompt)
+        if count is None:
+            count = self._estimate(prompt)
+        images = len(prompt.images())
+        if self.capabilities.max_images is not None and images > self.capabilities.max_images:
+            count += self.entry.input_token_limit + 1
+        return count
+
+    def _estimate(self, prompt: Prompt) -> int:
+        total = self.count_text(prompt.system or "")
+        for turn in prompt.turns:
+            for seg in turn.segments:
+                if isinstance(seg, Text):
+                    total += self.count_text(seg.text)
+                elif isinstance(seg, Image):
+                    total += int(self.entry.options.get("image_tokens", 258))
+        return total
+
+    def _tokenize(self, replica: Replica, messages: list[dict]) -> int | None:
+        key = json.dumps(messages)
+        if key in self._text_counts:
+            return self._text_counts[key]
+        r = self._sync.post(replica.root + "/tokenize", json={"model": self.model, "messages": messages,
+                                                               "add_generation_prompt": True})
+        if r.status_code in (404, 405, 501):
+            replica.tokenize = False  # not vLLM: the local estimate from now on
+            return None
+        r.raise_for_status()
+        replica.tokenize = True
+        count = self._text_counts[key] = int(r.json()["count"])
+        if len(self._text_counts) > 1024:  # a small memo: repeated prompts cost no round trip
+            self._text_counts.pop(next(iter(self._text_counts)))
+        return count
+
+    def _server_count(self, prompt: Prompt) -> int | None:
+        now = time.monotonic()
+        replica = next((r for r in self.replicas if r.tokenize is not False and r.retry_at <= now), None)
+        if replica is None or not self.model:
+            return None
+        try:
+            text_only = Prompt([type(t)(t.role, [s for s in t.segments if not isinstance(s, Image)])
+                                for t in prompt.turns], prompt.system)
+            count = self._tokenize(replica, mapping.messages(text_only, audio=False))
+            if count is None:
+                return None
+            for image in prompt.images():
+                count += self._image_cost(replica, image)
+        except (httpx.TransportError, httpx.HTTPStatusError) as e:  # the server is down or failing
+            self._mark(replica, False, f"/tokenize: {e}")
+            log.warning("%s: /tokenize failed (%s); counting tokens locally", self.describe(replica), e)
+            return None
+        except (ValueError, KeyError, TypeError) as e:  # something else answers /tokenize: not vLLM's
+            replica.tokenize = False
+            log.warning("%s: /tokenize answered unexpectedly (%s); counting tokens locally", self.describe(replica), e)
+            return None
+        self.native_count_source = "server"
+        return count
+
+    def _image_cost(self, replica: Replica, image: Image) -> int:
+        """Tokens one image of this size adds (measured once per size: the server's count with and without it)."""
+        frame = image.timestamp is not None
+        key = (image.image.size, frame)
+        if key not in self._image_costs:
+            bare = [{"role": "user", "content": [{"type": "text", "text": "x"}]}]
+            url = mapping.data_url(image.image, frame)
+            with_image = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}},
+                                                       {"type": "text", "text": "x"}]}]
+            self._image_costs[key] = (self._tokenize(replica, with_image) or 0) - (self._tokenize(replica, bare) or 0)
+        return self._image_costs[key]
+
+    # ------------------------------------------------------------------------------ generation
+
+    def generate(self, prompt: Prompt, params: GenerationParams, cancel: threading.Event) -> Iterator[Delta]:
+        """The thread-side form (direct use, tools): runs `astream` on a private event loop."""
+        loop = asyncio.new_event_loop()
+        stream = self.astream(prompt, params)
+        try:
+            while not cancel.is_set():
+                try:
+                    yield loop.run_until_complete(stream.__anext__())
+                except StopAsyncIteration:
+                    return
+        finally:
+            loop.run_until_complete(stream.aclose())
+            client = self._clients.pop(id(loop), None)
+            if client is not None:
+                loop.run_until_complete(client.aclose())
+            loop.close()
+
+    def _client(self) -> httpx.AsyncClient:
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(id(loop))
+        if client is None:
+            limits = httpx.Limits(max_connections=self.max_in_flight, max_keepalive_connections=64)
+            client = self._clients[id(loop)] = httpx.AsyncClient(timeout=self.timeout, limits=limits,
+                                                                 headers=self._headers())
+        return client
+
+    async def astream(self, prompt: Prompt, params: GenerationParams) -> AsyncIterator[Delta]:
+        """Deltas as the server streams them; closing this iterator closes the upstream request."""
+        if not self.model:
+            await asyncio.to_thread(self.load)
+        # Encoding images is CPU work: off the event loop, once for every attempt.
+        body = await asyncio.to_thread(mapping.request_body, prompt, params, self.model,
+                                       audio=self.capabilities.audio, extra=self.extra_body,
+                                       image_url=self._data_urls)
+        payload = await asyncio.to_thread(lambda: json.dumps(body).encode())
+        hold = params.response_mime_type == "text/x.enum" or self._wants_boxes(prompt, params)
+        state = mapping.StreamState(candidates=max(1, params.candidate_count), hold_text=hold)
+        await self._enter()
+        try:
+            tried: set[int] = set()
+            for attempt in range(self.retries + 1):
+                replica = self._pick(tried)
+                tried.add(self.replicas.index(replica))
+                try:
+                    async with aclosing(self._attempt(replica, payload, body, state)) as deltas:
+                        async for delta in deltas:
+                            yield delta
+                    break
+                except _Retry as e:
+                    self._mark(replica, False, str(e))
+                    log.warning("%s failed before the first token (%s); attempt %d of %d", self.describe(replica),
+                                e, attempt + 1, self.retries + 1)
+                    if attempt == self.retries:
+                        raise Unavailable(f"The model {self.entry.id} is unavailable: {self.describe(replica)} "
+                                          f"did not answer ({e}).") from None
+                    await asyncio.sleep(0.1 * (attempt + 1))
+                finally:
+                    self._release(replica)
+        finally:
+            with self._guard:
+                self._in_flight -= 1
+        try:
+            final = state.finish()
+        except mapping.MalformedAnswer as e:
+            raise self._malformed(e) from None
+        for delta in final:
+            if hold and delta.text:
+                delta.text = self._post_process(delta.text, prompt, params)
+            yield delta
+
+    async def _enter(self) -> None:
+        while True:  # a per-entry cap (default generous): the server queues and batches the rest itself
+            with self._guard:
+                if self._in_flight < self.max_in_flight:
+                    self._in_flight += 1
+                    return
+            await asyncio.sleep(0.01)
+
+    async def _attempt(self, replica: Replica, payload: bytes, body: dict,
+                       state: mapping.StreamState) -> AsyncIterator[Delta]:
+        client = self._client()
+        try:
+            request = client.build_request("POST", replica.url + "/chat/completions", content=payload,
+                                           headers={"Content-Type": "application/json"})
+            resp = await client.send(request, stream=True)
+            try:
+                if resp.status_code >= 400:
+                    raise self._refusal(replica, resp.status_code, await resp.aread(), body)
+                self._mark(replica, True)
+                async with aclosing(_events(resp)) as events:
+                    async for event in events:
+                        for delta in state.feed(event):
+                            yield delta
+                if not state.complete():  # the connection ended cleanly mid-answer: the server died
+                    raise httpx.RemoteProtocolError("the stream ended before every answer finished")
+            finally:
+                # Closing an unfinished stream closes its connection: that is what cancels the request at
+                # the server. Shielded: a client's disconnect cancels this task, and a cancelled close
+                # would leave the connection (and the server's generation) running.
+                with anyio.CancelScope(shield=True):
+                    await resp.aclose()
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as e:
+            raise _Retry(f"cannot connect: {e or type(e).__name__}") from None
+        except (httpx.ReadTimeout, httpx.WriteTimeout) as e:
+            self._mark(replica, False, f"timed out: {type(e).__name__}")
+            raise Unavailable(f"The model {self.entry.id} is unavailable: {self.describe(replica)} timed out "
+                              f"({type(e).__name__} after {self.timeout.read:.0f} s).") from None
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as e:
+            if not state.started:
+                raise _Retry(f"the connection broke: {e or type(e).__name__}") from None
+            self._mark(replica, False, f"stopped mid-answer: {e or type(e).__name__}")
+            raise Unavailable(f"The model {self.entry.id} became unavailable: {self.describe(replica)} stopped "
+                              "mid-answer.") from None
+        except mapping.MalformedAnswer as e:
+            raise self._malformed(e, replica) from None
+
+    def _malformed(self, e: Exception, replica: Replica | None = None) -> Internal:
+        log.error("%s sent a malformed answer: %s", self.describe(replica), e)  # the cause, for the operator
+        return Internal(f"The model {self.entry.id} sent a malformed answer (the cause is in Pollux's log).")
+
+    def _refusal(self, replica: Replica, status: int, raw: bytes, body: dict) -> Exception:
+        err, message = mapping.error_message(raw)
+        if status >= 500:
+            return _Retry(f"HTTP {status}: {message}")
+        if status in (400, 422):
+            param = (err.get("error") or {}).get("param") if isinstance(err.get("error"), dict) else None
+            name = mapping.GEMINI_FIELDS.get(str(param)) if param else None
+            name = name or mapping.rejected_field(err, message)
+            what = f"{name}" if name else "the request"
+            return InvalidArgument(f"{self.describe(replica)} rejected {what}: {message}")
+        if status in (401, 403):
+            return FailedPrecondition(f"{self.describe(replica)} refused Pollux's credentials (HTTP {status}): "
+                                      f"{message}. Set the key in the variable the entry's api_key_env names.")
+        if status == 404:
+            return ModelUnavailable(f"{self.describe(replica)} does not serve {self.model!r} (HTTP 404): {message}")
+        if status == 429:
+            return ResourceExhausted(f"{self.describe(replica)} is overloaded (HTTP 429): {message}")
+        return InvalidArgument(f"{self.describe(replica)} answered HTTP {status}: {message}")
+
+    # ------------------------------------------------------------------------------ answers
+
+    def _wants_boxes(self, prompt: Prompt, params: GenerationParams) -> bool:
+        return (self.entry.family in NATIVE_BOX_FAMILIES and bool(prompt.images())
+                and grounding.is_box_request(prompt.last_user_text(), params.response_schema))
+
+    def _post_process(self, text: str, prompt: Prompt, params: GenerationParams) -> str:
+        if params.response_mime_type == "text/x.enum":
+            return mapping.enum_answer(text)
+        image = prompt.images()[0]
+        found = boxes.native_detections(text, self.entry.family, self._input_size(image.image.size))
+        if not found:
+            return text
+        user = prompt.last_user_text()
+        if grounding.wants_json(user, params.response_mime_type):
+            return boxes.to_json_text(found, params.response_schema)
+        return boxes.to_gemini_text(found, 1)
+
+    def _input_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        """The size the server's Qwen2.5-VL processor resizes the image as sent to (its boxes' pixel space)."""
+        opts = self.entry.options
+        return smart_resize(size, factor=int(opts.get("patch_factor", 28)),
+                            min_pixels=int(opts.get("min_pixels", 56 * 56)),
+                            max_pixels=int(opts.get("max_pixels", 12845056)))
+
+
+def smart_resize(size: tuple[int, int], factor: int = 28, min_pixels: int = 56 * 56,
+                 max_pixels: int = 12845056) -> tuple[int, int]:
+    """Qwen2-VL/2.5-VL's processor rule: each side a multiple of `factor`, the area within [min, max] pixels."""
+    w, h = size
+    h_bar, w_bar = max(factor, round(h / factor) * factor), max(factor, round(w / factor) * factor)
+    if h_bar * w_bar > max_pixels:
+        beta = math.sqrt(h * w / max_pixels)
+        h_bar, w_bar = math.floor(h / beta / factor) * factor, math.floor(w / beta / factor) * factor
+    elif h_bar * w_bar < min_pixels:
+        beta = math.sqrt(min_pixels / (h * w))
+        h_bar, w_bar = math.ceil(h * beta / factor) * factor, math.ceil(w * beta / factor) * factor
+    return w_bar, h_bar
+
+
+async def _events(resp: httpx.Response) -> AsyncIterator[dict]:
+    """The SSE `data:` payloads of a chat-completions stream (a plain JSON answer is accepted too)."""
+    if not resp.headers.get("content-type", "").startswith("text/event-stream"):
+        raw = await resp.aread()
+        try:
+            yield json.loads(raw)
+        except ValueError:
+            raise mapping.MalformedAnswer(f"the answer is neither SSE nor JSON: {raw[:200]!r}") from None
+        return
+    async for line in resp.aiter_lines():  # read to the end (past [DONE]) so the connection is reused
+        for event in mapping.sse_events([line]):
+            yield event
+

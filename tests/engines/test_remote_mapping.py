@@ -1,0 +1,193 @@
+"""The OpenAI mapping without a server: prompt → messages, config → request fields, SSE → deltas, boxes,
+catalog entries (the servers themselves are exercised in test_remote_vllm.py / test_remote_tfserve.py)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image as PILImage
+
+from pollux.engines import openai_mapping as m
+from pollux.engines.base import GenerationParams
+from pollux.prompt_types import FunctionCall, FunctionResponse, Image, Prompt, Text, Turn
+
+
+def _video_prompt() -> Prompt:
+    frame = PILImage.new("RGB", (64, 48), (10, 20, 30))
+    segments = []
+    for t in (0.0, 1.0):
+        segments += [Text(f"00:0{int(t)}", modality="VIDEO"),
+                     Image(frame, (640, 480), modality="VIDEO", timestamp=t, source="files/v"),
+                     Text(f"Speech [00:0{int(t)}-00:0{int(t) + 1}]: word {int(t)}", modality="AUDIO")]
+    segments.append(Text("What is said at 00:01?"))
+    return Prompt([Turn("user", segments)], system="Be brief.")
+
+
+def test_video_frames_interleaved_with_labels_and_transcript():
+    msgs = m.messages(_video_prompt())
+    assert msgs[0] == {"role": "system", "content": "Be brief."}
+    kinds = [(c["type"], c.get("text", "")) for c in msgs[1]["content"]]
+    # Each MM:SS label its own text part, right before its frame; the transcript after the frame.
+    assert kinds == [("text", "00:00"), ("image_url", ""), ("text", "Speech [00:00-00:01]: word 0"),
+                     ("text", "00:01"), ("image_url", ""),
+                     ("text", "Speech [00:01-00:02]: word 1\nWhat is said at 00:01?")]
+    url = msgs[1]["content"][1]["image_url"]["url"]
+    assert url.startswith("data:image/jpeg;base64,")
+    import base64
+    import io
+
+    sent = PILImage.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
+    assert sent.size == (64, 48)  # the prepared image as it is (box conventions refer to it)
+
+
+def test_data_urls_are_encoded_once_per_cache_key():
+    cache = m.DataURLCache(max_bytes=10_000)
+    first = Image(PILImage.new("RGB", (32, 32), (1, 2, 3)), (32, 32), cache_key="a")
+    assert cache(first) is cache(Image(PILImage.new("RGB", (32, 32)), (32, 32), cache_key="a"))
+    for k in range(50):
+        cache(Image(PILImage.new("RGB", (32, 32), (k, k, k)), (32, 32), cache_key=f"k{k}"))
+    assert cache.size <= 10_000  # bounded
+
+
+def test_history_with_function_calls_and_results():
+    prompt = Prompt([Turn("user", [Text("Weather in Paris and Rome?")]),
+                     Turn("model", [FunctionCall("get_weather", {"city": "Paris"}),
+                                    FunctionCall("get_weather", {"city": "Rome"}, id="r1")]),
+                     Turn("user", [FunctionResponse("get_weather", {"t": 20}),
+                                   FunctionResponse("get_weather", {"t": 25}, id="r1")])])
+    msgs = m.messages(prompt)
+    assert msgs[1]["role"] == "assistant" and msgs[1]["content"] is None
+    ids = [c["id"] for c in msgs[1]["tool_calls"]]
+    assert json.loads(msgs[1]["tool_calls"][0]["function"]["arguments"]) == {"city": "Paris"}
+    assert [x["role"] for x in msgs[2:]] == ["tool", "tool"]
+    assert [x["tool_call_id"] for x in msgs[2:]] == ids  # results matched to their calls
+
+
+@pytest.mark.parametrize("config, choice", [
+    ({"mode": "AUTO"}, "auto"), ({"mode": "NONE"}, "none"), ({"mode": "ANY"}, "required"),
+    ({"mode": "ANY", "allowed_function_names": ["b"]}, "required"),
+])
+def test_tool_config_modes(config, choice):
+    params = GenerationParams(tools=[{"name": "a", "description": "", "parameters": {"type": "object"}},
+                                     {"name": "b", "description": "B", "parameters": {"type": "object"}}],
+                              tool_config=config)
+    out = m.tools_json(params)
+    assert out["tool_choice"] == choice
+    if config.get("allowed_function_names"):
+        assert [t["function"]["name"] for t in out["tools"]] == ["b"]
+
+
+def test_generation_config_mapped():
+    params = GenerationParams(temperature=0.2, top_p=0.9, top_k=5, seed=7, max_output_tokens=33,
+                              stop_sequences=["END"], candidate_count=3, presence_penalty=0.5,
+                              frequency_penalty=0.25, response_logprobs=True, logprobs=2,
+                              response_mime_type="application/json",
+                              response_schema={"type": "object", "properties": {"a": {"type": "integer"}}})
+    body = m.request_body(Prompt([Turn("user", [Text("x")])]), params, "srv-model", extra={"ignore_eos": True})
+    assert {k: body[k] for k in ("model", "temperature", "top_p", "top_k", "seed", "max_tokens", "stop", "n",
+                                 "presence_penalty", "frequency_penalty", "logprobs", "top_logprobs")} == {
+        "model": "srv-model", "temperature": 0.2, "top_p": 0.9, "top_k": 5, "seed": 7, "max_tokens": 33,
+        "stop": ["END"], "n": 3, "presence_penalty": 0.5, "frequency_penalty": 0.25, "logprobs": True,
+        "top_logprobs": 2}
+    assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
+    assert body["response_format"]["json_schema"]["schema"] == params.response_schema
+    assert body["ignore_eos"] is True
+    enum = m.response_format(GenerationParams(response_mime_type="text/x.enum",
+                                              response_schema={"type": "string", "enum": ["a", "b"]}))
+    assert enum["response_format"]["json_schema"]["schema"] == {"type": "string", "enum": ["a", "b"]}
+    assert m.enum_answer('"b"') == "b"
+
+
+def test_stream_folding_finish_reasons_and_usage():
+    state = m.StreamState(candidates=2)
+    chunks = [
+        {"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]},
+        {"choices": [{"index": 0, "delta": {"content": "Hel"}}]},
+        {"choices": [{"index": 1, "delta": {"content": "Yo"}, "finish_reason": "length"}]},
+        {"choices": [{"index": 0, "delta": {"content": "lo"}, "finish_reason": "stop"}]},
+        {"choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 4}},
+    ]
+    deltas = [d for c in chunks for d in state.feed(c)]
+    assert [(d.candidate, d.text) for d in deltas] == [(0, "Hel"), (1, "Yo"), (0, "lo")]
+    final = state.finish()
+    assert [(d.candidate, d.finish_reason) for d in final] == [(0, "STOP"), (1, "MAX_TOKENS")]
+    assert sum(d.output_tokens for d in final) == 4 and state.prompt_tokens == 9
+
+
+def test_tool_call_stream_and_malformed_answers():
+    state = m.StreamState()
+    state.feed({"choices": [{"index": 0, "delta": {"tool_calls": [
+        {"index": 0, "id": "c1", "function": {"name": "get_weather", "arguments": '{"ci'}}]}}]})
+    state.feed({"choices": [{"index": 0, "delta": {"tool_calls": [
+        {"index": 0, "function": {"arguments": 'ty": "Oslo"}'}}]}, "finish_reason": "tool_calls"}]})
+    (last,) = state.finish()
+    assert last.finish_reason == "STOP"
+    assert last.function_calls == [FunctionCall("get_weather", {"city": "Oslo"}, "c1")]
+    with pytest.raises(m.MalformedAnswer):
+        m.StreamState().feed({"choices": [{"index": 3, "delta": {"content": "x"}}]})
+    with pytest.raises(m.MalformedAnswer):
+        list(m.sse_events(["data: {not json"]))
+    bad = m.StreamState()
+    bad.feed({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"name": "f",
+                                                                                       "arguments": "{"}}]}}]})
+    with pytest.raises(m.MalformedAnswer):
+        bad.finish()
+
+
+def test_rejected_field_names_the_gemini_field():
+    assert m.rejected_field({}, "max_tokens must be at most 2000") == "generationConfig.maxOutputTokens"
+    assert m.rejected_field({"detail": [{"loc": ["body", "top_k"]}]}, "bad") == "generationConfig.topK"
+    assert m.rejected_field({}, "something else") is None
+
+
+def test_qwen2_5_vl_boxes_against_the_image_as_sent(tmp_path):
+    from pollux.catalog import ModelEntry
+    from pollux.engines.remote import RemoteEngine, smart_resize
+    from pollux.settings import Settings
+
+    assert smart_resize((640, 480)) == (644, 476)
+    entry = ModelEntry(id="q", display_name="q", description="", engine="openai", source="http://x/v1",
+                       family="qwen2_5_vl", options={"model": "m"})
+    engine = RemoteEngine(entry, Settings(data_dir=tmp_path))
+    image = PILImage.new("RGB", (640, 480))
+    prompt = Prompt([Turn("user", [Image(image, (1280, 960)), Text("Return a bounding box for the cat.")])])
+    params = GenerationParams()
+    assert engine._wants_boxes(prompt, params)
+    # Qwen2.5-VL answers pixels of its resized input (644x476): the middle quarter of the image.
+    answer = '[{"bbox_2d": [161, 119, 483, 357], "label": "cat"}]'
+    assert engine._post_process(answer, prompt, params) == "[250, 250, 750, 750]"
+    qwen3 = RemoteEngine(ModelEntry(**{**vars(entry), "family": "qwen3_vl"}), Settings(data_dir=tmp_path))
+    assert qwen3._post_process('{"bbox_2d": [250, 250, 750, 750], "label": "cat"}', prompt,
+                               params) == "[250, 250, 750, 750]"
+    plain = RemoteEngine(ModelEntry(**{**vars(entry), "family": ""}), Settings(data_dir=tmp_path))
+    assert not plain._wants_boxes(prompt, params)  # plain conventions: the JSON answer passes through
+
+
+def test_catalog_entries_and_engine_url(tmp_path):
+    from pollux.catalog import Catalog
+    from pollux.engines.served_models import entry_id, family_of, with_engine_url
+    from pollux.settings import Settings
+
+    toml = tmp_path / "c.toml"
+    toml.write_text('''[[models]]
+id = "qwen-vllm"
+engine = "openai"
+source = ["http://a:8000/v1", "http://b:8000/v1"]
+family = "qwen2_5_vl"
+aliases = ["gemini-2.5-flash"]
+input_token_limit = 32768
+options = { model = "Qwen/Qwen2.5-VL-7B-Instruct", api_key_env = "VLLM_API_KEY", max_images = 64 }
+''')
+    catalog = Catalog.from_file(toml)
+    entry = catalog.resolve("gemini-2.5-flash").entry
+    assert entry.id == "qwen-vllm" and entry.source == ("http://a:8000/v1", "http://b:8000/v1")
+    assert entry.display_name == "qwen-vllm"
+    assert family_of("Qwen/Qwen2.5-VL-7B-Instruct") == "qwen2_5_vl" and family_of("llama3") == ""
+    assert entry_id("Qwen/Qwen2.5-VL-7B-Instruct", set()) == "qwen2.5-vl-7b-instruct"
+    assert entry_id("/models/llava", {"llava"}) == "llava-2"
+    # An engine that is down at start-up still gets an entry, named after --engine-model.
+    settings = Settings(data_dir=tmp_path, engine_url="http://127.0.0.1:9/v1", engine_model="org/my-model")
+    remote = with_engine_url(Catalog(), settings).resolve("gemini-2.0-flash").entry
+    assert (remote.id, remote.engine, remote.options["model"]) == ("my-model", "openai", "org/my-model")
+    assert settings.default_model == "my-model"

