@@ -27,3 +27,25 @@ def test_dropped_stream_cancels_generation(tmp_path):
         text = marker.read_text()
         assert text.startswith("cancelled"), text
         assert int(text.split()[1]) < 100
+
+
+def test_count_tokens_does_not_queue_behind_a_running_generation(tmp_path):
+    """The hub holds no per-model lock: countTokens (and loading) answer while a stream on the same model runs."""
+    catalog = tmp_path / "catalog.toml"
+    catalog.write_text('[[models]]\nid = "slow"\ndisplay_name = "Slow"\ndescription = "test"\n'
+                       'engine = "tests.fixtures.slow_engine:SlowEngine"\nsource = "none"\nfamily = "test"\n')
+    marker = tmp_path / "marker"  # written by the engine when its generation ends
+    env = {"POLLUX_CATALOG_FILE": str(catalog), "SLOW_ENGINE_MARKER": str(marker)}
+    headers = {"x-goog-api-key": "test-key"}
+    body = {"contents": [{"parts": [{"text": "go"}]}]}
+    with Server(tmp_path / "data", emulator=False, env=env) as server:
+        with httpx.stream("POST", f"{server.url}/v1beta/models/slow:streamGenerateContent?alt=sse",
+                          headers=headers, json=body, timeout=30) as r:
+            assert r.status_code == 200
+            lines = r.iter_lines()  # kept open: closing the iterator would hang up
+            while not next(lines).startswith("data: "):
+                pass  # the generation is running
+            counted = httpx.post(f"{server.url}/v1beta/models/slow:countTokens", headers=headers, json=body,
+                                 timeout=30)
+            assert counted.status_code == 200 and counted.json()["totalTokens"] >= 1
+            assert not marker.exists(), "countTokens waited for the generation: " + marker.read_text()

@@ -109,3 +109,26 @@ def test_load_failure_is_model_unavailable(tmp_path):
     with pytest.raises(ModelUnavailable, match="could not be loaded: weights are corrupt"):
         with hub.lease(_entry(f"{__name__}:BrokenEngine")):
             pass
+
+
+def test_leases_do_not_serialise_and_a_held_lease_blocks_idle_unload(tmp_path):
+    hub = _hub(tmp_path, idle=0.01)
+    entry = _entry()
+    with hub.lease(entry) as first:
+        done = threading.Event()
+
+        def second() -> None:
+            with hub.lease(entry):
+                done.set()
+
+        t = threading.Thread(target=second)
+        t.start()
+        assert done.wait(10), "a second lease waited for the first"
+        t.join()
+        assert hub.waiting(entry) == 1
+        time.sleep(0.05)
+        hub.unload_idle()
+        assert first.loaded and first.unloads == 0  # held: never unloaded
+    time.sleep(0.05)
+    hub.unload_idle()
+    assert not first.loaded and first.unloads == 1

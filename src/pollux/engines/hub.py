@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Iterator
 
 from pollux.engines.base import Engine, engine_class
@@ -22,7 +22,7 @@ class EngineHub:
     def __init__(self, settings: "Settings"):
         self.settings = settings
         self._engines: dict[str, Engine] = {}
-        self._locks: dict[str, threading.Lock] = {}
+        self._busy: dict[str, int] = {}  # leases held per model id
         self._last_used: dict[str, float] = {}
         self._guard = threading.Lock()
 
@@ -37,7 +37,6 @@ class EngineHub:
                 cls = self._class_for(entry)
                 engine = cls(entry, self.settings)
                 self._engines[entry.id] = engine
-                self._locks[entry.id] = threading.Lock()
             return engine
 
     def _class_for(self, entry: "ModelEntry") -> type[Engine]:
@@ -52,11 +51,14 @@ class EngineHub:
 
     @contextmanager
     def lease(self, entry: "ModelEntry") -> Iterator[Engine]:
-        """Exclusive use of a loaded engine: one generation at a time per model, others wait in line.
-        Engines that run elsewhere (`serialised = False`: remote servers batch themselves) are never locked."""
+        """A loaded engine, kept loaded while the lease is held (the idle sweep skips it).
+
+        No lock is held here: a serialised engine queues its generations itself (cancellable, and visible to
+        its priorities), so loading, counting tokens and waiting never queue behind a running generation."""
         engine = self.get(entry)
-        lock = self._locks[entry.id] if engine.serialised else nullcontext()
-        with lock:
+        with self._guard:  # an idle unload in progress finishes before the lease; none starts while it is held
+            self._busy[entry.id] = self._busy.get(entry.id, 0) + 1
+        try:
             try:
                 engine.load()
             except PolluxError:
@@ -67,20 +69,25 @@ class EngineHub:
                                        f"Try `pollux pull {entry.id}`.") from None
             self._last_used[entry.id] = time.monotonic()
             yield engine
-            self._last_used[entry.id] = time.monotonic()
+        finally:
+            with self._guard:
+                self._busy[entry.id] -= 1
+                self._last_used[entry.id] = time.monotonic()
+
+    def waiting(self, entry: "ModelEntry") -> int:
+        """Leases held on the model: running plus queued requests (and loads)."""
+        with self._guard:
+            return self._busy.get(entry.id, 0)
 
     def unload_idle(self) -> None:
         limit = self.settings.idle_unload_seconds
         if limit <= 0:
             return
         now = time.monotonic()
-        for model_id, engine in list(self._engines.items()):
-            lock = self._locks[model_id]
-            if now - self._last_used.get(model_id, now) > limit and lock.acquire(blocking=False):
-                try:
+        with self._guard:
+            for model_id, engine in list(self._engines.items()):
+                if not self._busy.get(model_id) and now - self._last_used.get(model_id, now) > limit:
                     engine.unload()
-                finally:
-                    lock.release()
 
     def info(self, entry: "ModelEntry") -> dict:
         engine = self._engines.get(entry.id)
