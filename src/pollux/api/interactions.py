@@ -65,6 +65,7 @@ CONFIG_FIELDS = {"temperature": "temperature", "top_p": "top_p", "seed": "seed",
 CONFIG_IGNORED = frozenset({"thinking_summaries"})  # about thought summaries, which Pollux never emits
 CONFIG_REFUSED = frozenset({"tool_choice", "image_config", "speech_config", "video_config", "transcription_config"})
 MEDIA_TYPES = ("image", "video", "audio", "document")
+OUTPUT_FORMATS = ("audio", "image", "video")  # response_format types other than text
 RESOLUTIONS = {"low": "MEDIA_RESOLUTION_LOW", "medium": "MEDIA_RESOLUTION_MEDIUM",
                "high": "MEDIA_RESOLUTION_HIGH", "ultra_high": "MEDIA_RESOLUTION_ULTRA_HIGH"}
 STEP_ROLES = {"user_input": "user", "model_output": "model"}
@@ -220,12 +221,12 @@ def _response_format(fmt: Any, legacy_mime: Any) -> dict:
         if not isinstance(f, dict):
             raise InvalidArgument("response_format must be an object or a list of objects.")
         kind = f.get("type")
-        if kind is None:  # the pre-May-2026 form: the schema itself
-            schema = f
-        elif kind == "text":
+        if kind == "text":
             texts.append(f)
-        else:
+        elif kind in OUTPUT_FORMATS:
             raise InvalidArgument(f"response_format type {kind!r} is not supported: Pollux answers in text only.")
+        else:  # the pre-May-2026 form: the JSON schema itself
+            schema = f
     if len(texts) > 1:
         raise InvalidArgument("response_format may hold one text format.")
     if texts:
