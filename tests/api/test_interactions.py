@@ -136,6 +136,13 @@ def test_previous_interaction_id_continues_the_stored_conversation(genai_client,
     assert [s.type for s in got.steps] == ["user_input", "model_output"]
     assert got.steps[0].content[0].text == "What is my name?"
     assert got.output_text == second.output_text and got.status == "completed"
+    assert [s.type for s in genai_client.interactions.get(second.id, include_input=False).steps] == ["model_output"]
+    replay = list(genai_client.interactions.get(second.id, stream=True))
+    assert [e.event_type for e in replay] == ["interaction.created", "step.start", "step.delta", "step.stop",
+                                              "interaction.completed"]
+    assert replay[2].delta.text == second.output_text and replay[-1].interaction.status == "completed"
+    resumed = list(genai_client.interactions.get(second.id, stream=True, last_event_id=replay[2].event_id))
+    assert [e.event_type for e in resumed] == ["step.stop", "interaction.completed"]
 
 
 def test_delete_then_get_is_not_found(genai_client):
@@ -241,6 +248,14 @@ def test_other_errors_keep_their_status(client):
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_request"
     r = client.post(URL, headers=H, json=["a list"])
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_request"
+
+
+def test_thinking_level_is_checked_against_the_named_model(client):
+    ok = _post(client, {"model": "gemini-3-flash-preview", "input": "x", "generation_config": {
+        "thinking_level": "low", "thinking_summaries": "auto"}})
+    assert ok.status_code == 200, ok.text
+    _error(_post(client, {"model": "gemini-2.0-flash", "input": "x", "generation_config": {"thinking_level": "low"}}),
+           400, "invalid_request", "Thinking level is not supported")
 
 
 def test_older_turns_and_legacy_response_format_are_read(client):

@@ -352,18 +352,34 @@ async def create_interaction(request: Request) -> Response:
     return JSONResponse(done)
 
 
-async def _events(request: Request, job: Job, resource: dict, remember) -> AsyncIterator[bytes]:
-    """SSE as google-genai's interactions stream reads it: one JSON event per `data:` line."""
-    seq = 0
+class _Sse:
+    """SSE as google-genai's interactions stream reads it: one JSON event per `data:` line, each with an
+    `event_id` (`<interaction id>:<n>`); events up to `after` (a `last_event_id`'s n) are not sent."""
 
-    def event(kind: str, **fields) -> bytes:
-        nonlocal seq
-        seq += 1
-        payload = {"event_type": kind, **fields, "event_id": f"{resource['id']}:{seq}"}
+    def __init__(self, interaction_id: str, after: int = 0):
+        self.interaction_id, self.after, self.seq = interaction_id, after, 0
+
+    def __call__(self, kind: str, **fields) -> bytes:
+        self.seq += 1
+        if self.seq <= self.after:
+            return b""
+        payload = {"event_type": kind, **fields, "event_id": f"{self.interaction_id}:{self.seq}"}
         return b"event: " + kind.encode() + b"\ndata: " + json.dumps(payload).encode() + b"\n\n"
 
-    yield event("interaction.created", interaction=resource)
-    yield event("step.start", index=0, step={"type": "model_output", "content": []})
+    def opening(self, resource: dict) -> list[bytes]:
+        return [self("interaction.created", interaction={k: v for k, v in resource.items() if k != "steps"}
+                     | {"status": "in_progress"}),
+                self("step.start", index=0, step={"type": "model_output", "content": []})]
+
+    def closing(self, done: dict) -> list[bytes]:
+        summary = {k: v for k, v in done.items() if k != "steps"}  # lifecycle events carry no steps
+        return [self("step.stop", index=0, usage=done["usage"]), self("interaction.completed", interaction=summary)]
+
+
+async def _events(request: Request, job: Job, resource: dict, remember) -> AsyncIterator[bytes]:
+    sse = _Sse(resource["id"])
+    for chunk in sse.opening(resource):
+        yield chunk
     text, finish, tokens = "", None, 0
     try:
         async for delta in ctx(request).generation.stream(job):
@@ -371,15 +387,25 @@ async def _events(request: Request, job: Job, resource: dict, remember) -> Async
             tokens = delta.output_tokens if delta.output_tokens is not None else tokens
             if delta.text:
                 text += delta.text
-                yield event("step.delta", index=0, delta={"type": "text", "text": delta.text})
+                yield sse("step.delta", index=0, delta={"type": "text", "text": delta.text})
     except PolluxError as e:
-        yield event("error", error={"code": ERROR_CODES.get(e.status, "api_error"), "message": e.message})
+        yield sse("error", error={"code": ERROR_CODES.get(e.status, "api_error"), "message": e.message})
         return
     done = _finish(resource, text, finish, job, tokens)
-    yield event("step.stop", index=0, usage=done["usage"])
     await remember(done)
-    summary = {k: v for k, v in done.items() if k != "steps"}  # lifecycle events carry no steps
-    yield event("interaction.completed", interaction=summary)
+    for chunk in sse.closing(done):
+        yield chunk
+
+
+async def _replay(stored: dict, after: int) -> AsyncIterator[bytes]:
+    """A stored interaction streamed again (GET with stream=true): its output as one text delta."""
+    sse = _Sse(stored["id"], after)
+    for chunk in sse.opening(stored):
+        yield chunk
+    output = [s for s in stored["steps"] if s["type"] == "model_output"][-1]
+    yield sse("step.delta", index=0, delta={"type": "text", "text": output["content"][0]["text"]})
+    for chunk in sse.closing(stored):
+        yield chunk
 
 
 def _interaction_id(request: Request) -> str:
@@ -394,7 +420,17 @@ async def get_interaction(request: Request) -> Response:
     found = await run_in_threadpool(_store(request).get, project, iid) if iid else None
     if found is None:
         raise NotFound(f"Interaction {request.path_params['interaction_id']!r} was not found.")
+    if _flag(request, "stream"):
+        last = request.query_params.get("last_event_id", "")
+        after = int(last.rpartition(":")[2]) if last.rpartition(":")[2].isdigit() else 0
+        return StreamingResponse(_replay(found, after), media_type="text/event-stream")
+    if request.query_params.get("include_input") is not None and not _flag(request, "include_input"):
+        found = {**found, "steps": [s for s in found["steps"] if s["type"] != "user_input"]}
     return JSONResponse(found)
+
+
+def _flag(request: Request, name: str) -> bool:
+    return request.query_params.get(name, "").lower() in ("true", "1")
 
 
 @_answering_errors
