@@ -229,6 +229,8 @@ def _error(r, http: int, code: str, words: str = "") -> dict:
     ({"model": MODEL, "input": "x", "response_format": {"type": "text", "mime_type": "text/csv"}}, "mime_type"),
     ({"model": MODEL, "input": "x", "response_format": {"type": "text", "schema": {"type": "strange"}}}, "schema"),
     ({"model": MODEL, "input": "x", "response_modalities": ["image"]}, "text only"),
+    ({"model": MODEL, "input": "x", "response_modalities": "audio"}, "text only"),
+    ({"model": MODEL, "input": "x", "previous_interaction_id": 7}, "must be a string"),
     ({"model": MODEL, "input": "x", "continuation_token": "t"}, "continuation_token"),
     ({"model": MODEL, "input": "x", "cached_content": "cachedContents/a"}, "cached_content"),
 ])

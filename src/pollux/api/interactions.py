@@ -205,7 +205,8 @@ def _generation_config(body: dict) -> dict:
         else:
             raise InvalidArgument(f"Unknown parameter: 'generation_config.{name}'.")
     modalities = body.get("response_modalities")
-    if modalities and [m for m in modalities if str(m).lower() != "text"]:
+    modalities = [modalities] if isinstance(modalities, str) else modalities or []
+    if not isinstance(modalities, list) or [m for m in modalities if str(m).lower() != "text"]:
         raise InvalidArgument("Pollux answers in text only: response_modalities may hold only 'text'.")
     out.update(_response_format(body.get("response_format"), body.get("response_mime_type")))
     return out
@@ -217,7 +218,7 @@ def _response_format(fmt: Any, legacy_mime: Any) -> dict:
     mime, schema = legacy_mime, None
     formats = fmt if isinstance(fmt, list) else [fmt] if fmt is not None else []
     texts = []
-    for i, f in enumerate(formats):
+    for f in formats:
         if not isinstance(f, dict):
             raise InvalidArgument("response_format must be an object or a list of objects.")
         kind = f.get("type")
@@ -238,8 +239,8 @@ def _response_format(fmt: Any, legacy_mime: Any) -> dict:
     out: dict = {}
     if mime is not None:
         if mime not in ("text/plain", "application/json"):
-            raise InvalidArgument(f"response_format mime_type {mime!r} is not supported; use application/json or "
-                           "text/plain.")
+            raise InvalidArgument(f"response_format mime_type {mime!r} is not supported; use application/json "
+                                  "or text/plain.")
         out["response_mime_type"] = mime
     if schema is not None:
         if mime != "application/json":
@@ -323,8 +324,10 @@ async def create_interaction(request: Request) -> Response:
     previous = body.get("previous_interaction_id")
     history: list[dict] = []
     if previous is not None:
-        found = await run_in_threadpool(_store(request).chain, project, str(previous)) \
-            if isinstance(previous, str) and 0 < len(previous) <= MAX_ID else None
+        if not isinstance(previous, str):
+            raise InvalidArgument("previous_interaction_id must be a string (an interaction's id).")
+        found = await run_in_threadpool(_store(request).chain, project, previous) \
+            if 0 < len(previous) <= MAX_ID else None
         if found is None:
             raise NotFound(f"Interaction {previous!r} was not found (it may have been deleted, expired, or created "
                            "with store=false).")
