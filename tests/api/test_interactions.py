@@ -11,10 +11,14 @@ from __future__ import annotations
 import base64
 import json
 
+from pathlib import Path
+
 import httpx
 import pytest
 
 from tests.api.helpers import upload
+from tests.clients.conftest import clients  # noqa: F401 - the pinned newer clients, installed on first use
+from tests.clients.suite import PROJECT_PYTHON, case, run_driver
 from tests.conftest import H, OTHER, ctx_of, png_bytes
 from tests.fixtures.server import Server
 
@@ -189,6 +193,40 @@ def test_tools_agents_and_background_are_a_clear_400(genai_client):
     err = _status_error(lambda: genai_client.interactions.create(agent="deep-research-pro-preview-12-2025",
                                                                  input="x"))
     assert err.status_code == 400 and "Agents are not supported" in str(err)
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory):
+    d = tmp_path_factory.mktemp("interactions-media")
+    (d / "red.png").write_bytes(png_bytes(40, 30))
+    return d
+
+
+def _release_python(release: str, request) -> str:
+    if release == "pinned":
+        return PROJECT_PYTHON
+    return str(request.getfixturevalue("clients").venv_python)  # scripts/client-deps.sh, idempotent
+
+
+@pytest.mark.parametrize("release", ["pinned", "newer"])
+def test_each_sdk_release_reads_interactions_alike(release, request, server, media, tmp_path):
+    """The same user code under the pinned google-genai and the client suite's newer release."""
+    results = run_driver([_release_python(release, request), str(Path(__file__).with_name("interactions_driver.py"))],
+                         server, media, tmp_path / "out.json")
+    text = case(results, "text")
+    assert text["status"] == "completed" and text["output_text"] == text["last_step_text"]
+    assert "system: Terse." in text["output_text"] and text["total_tokens"] > 0
+    stream = case(results, "stream")
+    assert stream["kinds"][:2] == ["interaction.created", "step.start"]
+    assert stream["kinds"][-2:] == ["step.stop", "interaction.completed"] and stream["final_status"] == "completed"
+    assert stream["text"] == text["output_text"]
+    images = case(results, "images")
+    assert "(original 40x30) from " + images["file"] in images["by_uri"]
+    assert "(original 40x30) from inline[0]" in images["inline"] and images["inline_tokens"]["image"] == 280
+    talk = case(results, "conversation")
+    assert talk["second"].index("My name is Ada.") < talk["second"].index("What is my name?")
+    assert talk["got_steps"] == ["user_input", "model_output"] and talk["got_text"] == talk["second"]
+    assert (talk["deleted_get"], talk["unstored_get"], talk["tools"]) == (404, 404, 400)
 
 
 # ---- in-process: bad input is the error envelope, never a 5xx ----
