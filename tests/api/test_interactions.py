@@ -157,6 +157,13 @@ def test_delete_then_get_is_not_found(genai_client):
     assert _status_error(lambda: genai_client.interactions.delete(it.id)).status_code == 404
 
 
+def test_cancel_answers_that_only_background_interactions_can_be(genai_client):
+    it = genai_client.interactions.create(model=MODEL, input="Done already.")
+    err = _status_error(lambda: genai_client.interactions.cancel(it.id))
+    assert err.status_code == 400 and "Only background interactions" in str(err)
+    assert _status_error(lambda: genai_client.interactions.cancel("v1_nosuch")).status_code == 404
+
+
 def test_store_false_is_not_retrievable_nor_continuable(genai_client):
     it = genai_client.interactions.create(model=MODEL, input="Off the record.", store=False)
     assert it.status == "completed" and it.output_text

@@ -113,6 +113,7 @@ def routes() -> list:
         Route("/{version}/interactions", v(interactions.create_interaction), methods=["POST"]),
         Route("/{version}/interactions/{interaction_id}", v(interactions.get_interaction), methods=["GET"]),
         Route("/{version}/interactions/{interaction_id}", v(interactions.delete_interaction), methods=["DELETE"]),
+        Route("/{version}/interactions/{interaction_id}/cancel", v(interactions.cancel_interaction), methods=["POST"]),
         Mount("/static", app=StaticFiles(directory=WEB_DIR, check_dir=False), name="static"),
     ]
 

@@ -33,7 +33,7 @@ from pollux.api.context import ctx
 from pollux.api.errors import error_body
 from pollux.api.generate import read_json, to_input
 from pollux.api.schema import GenerateContentRequest, checked_json_schema, parse
-from pollux.errors import InvalidArgument, NotFound, PolluxError
+from pollux.errors import FailedPrecondition, InvalidArgument, NotFound, PolluxError
 from pollux.generation import Job
 
 # The Interactions API's error codes (its docs' table), by google.rpc status.
@@ -443,3 +443,13 @@ async def delete_interaction(request: Request) -> Response:
     if not (iid and await run_in_threadpool(_store(request).delete, project, iid)):
         raise NotFound(f"Interaction {request.path_params['interaction_id']!r} was not found.")
     return JSONResponse({})
+
+
+@_answering_errors
+async def cancel_interaction(request: Request) -> Response:
+    """Only background interactions can be cancelled, and Pollux runs none: every stored one is finished."""
+    project = await ctx(request).auth.project_async(request)
+    iid = _interaction_id(request)
+    if not (iid and await run_in_threadpool(_store(request).get, project, iid)):
+        raise NotFound(f"Interaction {request.path_params['interaction_id']!r} was not found.")
+    raise FailedPrecondition("Only background interactions can be cancelled; this one has already finished.")
