@@ -104,8 +104,8 @@ def _content_part(item: Any, where: str) -> dict:
             raise InvalidArgument(f"{where}.text must be a string.")
         return {"text": item["text"]}
     if kind not in MEDIA_TYPES:
-        raise InvalidArgument(f"{where}.type {kind!r} is not supported as input; use text, image, video, audio or "
-                       "document.")
+        raise InvalidArgument(f"{where}.type {kind!r} is not supported as input; use text, image, video, audio "
+                              "or document.")
     part: dict = {}
     resolution = item.get("resolution")
     if resolution is not None:
