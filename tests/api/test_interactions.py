@@ -202,6 +202,17 @@ def test_tools_agents_and_background_are_a_clear_400(genai_client):
     assert err.status_code == 400 and "Agents are not supported" in str(err)
 
 
+def test_stored_interactions_outlive_a_restart(tmp_path):
+    with Server(tmp_path / "data") as s:
+        first = httpx.post(s.url + URL, headers=H, json={"model": MODEL, "input": "Remember me."}).json()
+    with Server(tmp_path / "data") as s:
+        got = httpx.get(f"{s.url}{URL}/{first['id']}", headers=H)
+        assert got.status_code == 200 and got.json()["steps"][-1] == first["steps"][-1]
+        more = httpx.post(s.url + URL, headers=H, json={"model": MODEL, "input": "Still there?",
+                                                        "previous_interaction_id": first["id"]})
+        assert "text: Remember me." in more.json()["steps"][-1]["content"][0]["text"]
+
+
 @pytest.fixture(scope="module")
 def media(tmp_path_factory):
     d = tmp_path_factory.mktemp("interactions-media")
