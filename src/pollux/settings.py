@@ -32,6 +32,8 @@ class Settings(BaseModel):
     max_inline_bytes: int = 20 * MB
     sweep_interval_seconds: float = 60.0
     upload_session_ttl_seconds: int = 7 * 24 * 3600
+    interaction_ttl_seconds: int = Field(48 * 3600, ge=1, description="how long a stored interaction (Interactions "
+                                         "API, store=true) stays retrievable; continuing a conversation extends it")
     fsync: bool = True
 
     # Media preparation.

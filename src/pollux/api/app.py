@@ -18,7 +18,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pollux import __version__
-from pollux.api import discovery, files, generate, models, upload
+from pollux.api import discovery, files, generate, interactions, models, upload
 from pollux.api.auth import Authenticator
 from pollux.api.context import VERSIONS, AppContext
 from pollux.api.errors import handle_pollux_error, handle_unexpected, status_body
@@ -26,6 +26,7 @@ from pollux.catalog import Catalog
 from pollux.engines import served_models
 from pollux.engines.hub import EngineHub
 from pollux.errors import NotFound, PolluxError
+from pollux.files.interaction_store import InteractionStore
 from pollux.files.service import FileService
 from pollux.generation import GenerationService
 from pollux.settings import Settings
@@ -110,6 +111,10 @@ def routes() -> list:
         Route("/{version}/models", v(models.list_models), methods=["GET"]),
         Route("/{version}/models/{target}", v(_model_verb), methods=["GET", "POST"]),
         Route("/{version}/tunedModels/{target}", v(_model_verb), methods=["POST"]),
+        Route("/{version}/interactions", v(interactions.create_interaction), methods=["POST"]),
+        Route("/{version}/interactions/{interaction_id}", v(interactions.get_interaction), methods=["GET"]),
+        Route("/{version}/interactions/{interaction_id}", v(interactions.delete_interaction), methods=["DELETE"]),
+        Route("/{version}/interactions/{interaction_id}/cancel", v(interactions.cancel_interaction), methods=["POST"]),
         Mount("/static", app=StaticFiles(directory=WEB_DIR, check_dir=False), name="static"),
     ]
 
@@ -121,7 +126,8 @@ def build_context(settings: Settings) -> AppContext:
     static_keys = settings.parsed_api_keys()
     return AppContext(
         settings=settings, files=files_service, auth=Authenticator(static_keys, files_service.store),
-        catalog=catalog, engines=engines, generation=GenerationService(settings, catalog, files_service, engines))
+        catalog=catalog, engines=engines, generation=GenerationService(settings, catalog, files_service, engines),
+        interactions=InteractionStore(files_service.store, settings.interaction_ttl_seconds))
 
 
 def _register_hooks(context: AppContext) -> None:

@@ -9,6 +9,7 @@ from starlette.requests import HTTPConnection
 from pollux.api.auth import Authenticator
 from pollux.catalog import Catalog
 from pollux.engines.hub import EngineHub
+from pollux.files.interaction_store import InteractionStore
 from pollux.files.service import FileService
 from pollux.generation import GenerationService
 from pollux.settings import Settings
@@ -24,6 +25,7 @@ class AppContext:
     catalog: Catalog
     engines: EngineHub
     generation: GenerationService
+    interactions: InteractionStore | None = None  # the Interactions API's stored conversations
 
 
 def ctx(conn: HTTPConnection) -> AppContext:
