@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from pollux.settings import Settings
 
 IMAGE_CACHE = "image.png"
+PREPARED_IMAGE_MEMORY = 64 * 1024 * 1024  # bytes of prepared pixels kept for ACTIVE files' images
 _inline_locks = [threading.Lock() for _ in range(32)]  # striped by content hash
 
 
@@ -68,6 +69,8 @@ def prepare_file(
     image = prepare_image(blob, mime, settings)
     if _worth_caching(image):
         _cache_image(image, artifact_dir, cancelled)
+    if (key := _image_key(blob, settings)) is not None:
+        _prepared_images.put(key, image)  # the first question about the upload needs no second decode
     return {"width": image.original_size[0], "height": image.original_size[1]}
 
 
@@ -79,16 +82,71 @@ def load_prepared(mime: str, blob: Path, artifact_dir: Path, settings: Settings)
         return load_video(blob, artifact_dir)
     if kind == "audio":
         return load_audio(blob, artifact_dir)
-    cached = _load_cached_image(artifact_dir)
-    if cached is not None:
-        return cached
-    image = prepare_image(blob, mime, settings)
-    if _worth_caching(image):
-        try:
-            _cache_image(image, artifact_dir, _never)
-        except Exception:
-            pass  # the cache is an optimisation (e.g. two prompts racing to write it)
+    key = _image_key(blob, settings)
+    if key is not None and (hit := _prepared_images.get(key)) is not None:
+        return hit
+    image = _load_cached_image(artifact_dir)
+    if image is None:
+        image = prepare_image(blob, mime, settings)
+        if _worth_caching(image):
+            try:
+                _cache_image(image, artifact_dir, _never)
+            except Exception:
+                pass  # the cache is an optimisation (e.g. two prompts racing to write it)
+    if key is not None:
+        _prepared_images.put(key, image)
     return image
+
+
+def _image_key(blob: Path, settings: Settings) -> tuple | None:
+    """The file's identity: a commit renames the staged bytes into place, keeping inode and mtime."""
+    try:
+        st = blob.stat()
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, settings.max_image_pixels)
+
+
+class _PreparedImages:
+    """Recently used prepared images, bounded by their pixels' bytes: asking about the same uploaded image
+    again costs no decode and no resize (the emulator and cached engines would otherwise spend most of a
+    request there)."""
+
+    def __init__(self, budget: int):
+        from collections import OrderedDict
+
+        self.budget = budget
+        self._items: OrderedDict[tuple, PreparedImage] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _size(image: PreparedImage) -> int:
+        w, h = image.image.size
+        return w * h * len(image.image.getbands())
+
+    def get(self, key: tuple) -> PreparedImage | None:
+        with self._lock:
+            image = self._items.get(key)
+            if image is not None:
+                self._items.move_to_end(key)
+            return image
+
+    def put(self, key: tuple, image: PreparedImage) -> None:
+        size = self._size(image)
+        if size > self.budget:
+            return
+        with self._lock:
+            if key in self._items:
+                return
+            self._items[key] = image
+            self._bytes += size
+            while self._bytes > self.budget:
+                _, old = self._items.popitem(last=False)
+                self._bytes -= self._size(old)
+
+
+_prepared_images = _PreparedImages(PREPARED_IMAGE_MEMORY)
 
 
 def prepare_inline(mime: str, data: bytes, settings: Settings, scratch_dir: Path) -> Prepared:
