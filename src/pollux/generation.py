@@ -66,6 +66,31 @@ class GenerateInput:
     media_resolution: str | None = None  # generationConfig.mediaResolution (Gemini 3 token accounting)
     thinking_budget: int | None = None  # checked against the named Gemini model, not honoured
     thinking_level: str | None = None
+    cached: "CachedPrefix | None" = None  # the request's cachedContent, resolved by the API layer
+
+
+@dataclass
+class CachedPrefix:
+    """An explicit cache (cachedContents/ID) as a prompt prefix: its turns go first, its system
+    instruction is the request's."""
+
+    name: str  # cachedContents/ID
+    model: str  # models/... it was created for (a request must name the same)
+    turns: list[tuple[str, list[str | FileRef | InlineRef]]]
+    system: str | None = None
+
+
+def with_cache(inp: GenerateInput, model: Resolved) -> tuple[GenerateInput, int]:
+    """The input with its cache's turns first, and how many leading turns came from the cache."""
+    cached = inp.cached
+    if cached is None:
+        return inp, 0
+    if cached.model.removeprefix("models/") != model.requested:
+        raise InvalidArgument(f"Model used by GenerateContent request (models/{model.requested}) and CachedContent "
+                              f"({cached.model}) has to be the same!")
+    merged = GenerateInput(cached.turns + inp.turns, cached.system, inp.params, inp.media_resolution,
+                           inp.thinking_budget, inp.thinking_level)
+    return merged, len(cached.turns)
 
 
 def file_id_of(uri: str) -> str | None:
@@ -83,6 +108,7 @@ def file_id_of(uri: str) -> str | None:
 class Usage:
     by_modality: dict[str, int]  # Gemini-rule counts of the prompt
     native_prompt_tokens: int  # what the local model really consumes
+    cached_tokens: int = 0  # Gemini-rule count of the prompt's cachedContent prefix (part of by_modality)
 
     @property
     def prompt_tokens(self) -> int:
@@ -126,12 +152,16 @@ class GenerationService:
         return await run_in_threadpool(self._prepare, project, model, inp, method != "countTokens")
 
     def _prepare(self, project: str, model: Resolved, inp: GenerateInput, enforce_limit: bool = True) -> Job:
-        if not inp.turns:
+        if not inp.turns and inp.cached is None:
             raise InvalidArgument("* GenerateContentRequest.contents: contents is not specified")
+        has_cache = inp.cached is not None
+        inp, cached_turns = with_cache(inp, model)
         engine = self.engines.get(model.entry)
         with _scratch_dir(self.scratch) as scratch:
             turns = self._resolve_media(project, inp, engine, Path(scratch))
             counts = self._gemini_counts(turns, inp.system, model.token_profile, engine, inp.media_resolution)
+            cached = sum(self._gemini_counts(turns[:cached_turns], inp.system, model.token_profile, engine,
+                                             inp.media_resolution).values()) if has_cache else 0
             limit = model.entry.gemini_input_token_limit
             if enforce_limit and sum(counts.values()) > limit:  # Gemini's 400, in the accounting countTokens reports
                 raise InvalidArgument(f"The input token count ({sum(counts.values())}) exceeds the maximum number "
@@ -147,7 +177,7 @@ class GenerationService:
             raise InvalidArgument(f"The input token count ({native}) exceeds the maximum number of tokens allowed "
                                   f"({model.entry.input_token_limit}) by the local model's context "
                                   f"({model.entry.id}, its own tokens) for {model.requested}.")
-        return Job(model, engine, prompt, inp.params, Usage(counts, native))
+        return Job(model, engine, prompt, inp.params, Usage(counts, native, cached))
 
     def _resolve_media(self, project: str, inp: GenerateInput, engine: Engine, scratch: Path) -> list[RequestTurn]:
         turns: list[RequestTurn] = []

@@ -6,12 +6,17 @@ from dataclasses import dataclass
 
 from starlette.requests import HTTPConnection
 
+from typing import TYPE_CHECKING
+
 from pollux.api.auth import Authenticator
 from pollux.catalog import Catalog
 from pollux.engines.hub import EngineHub
 from pollux.files.service import FileService
 from pollux.generation import GenerationService
 from pollux.settings import Settings
+
+if TYPE_CHECKING:
+    from pollux.caches import CacheService
 
 VERSIONS = ("v1beta", "v1", "v1alpha")
 
@@ -24,6 +29,7 @@ class AppContext:
     catalog: Catalog
     engines: EngineHub
     generation: GenerationService
+    caches: "CacheService | None" = None  # cachedContents (pollux.caches)
 
 
 def ctx(conn: HTTPConnection) -> AppContext:

@@ -29,10 +29,12 @@ async def read_json(request: Request) -> dict:
 
 
 def to_input(req: GenerateContentRequest) -> GenerateInput:
+    """The wire request, engine-neutral; its cachedContent is resolved later (`with_cached`)."""
+    if req.cached_content and (req.system_instruction is not None or req.tools or req.tool_config is not None):
+        raise InvalidArgument("Tool config, tools and system instruction should not be set in the request when "
+                              "using cached content.")  # Gemini's rule: they belong in the cache
     if req.tools:
         raise InvalidArgument("Tools (function calling, code execution, search) are not supported by Pollux yet.")
-    if req.cached_content:
-        raise InvalidArgument("cachedContent is not supported by Pollux yet.")
     turns = []
     for i, content in enumerate(req.contents):
         role = content.role or "user"
@@ -90,12 +92,23 @@ def to_params(cfg: GenerationConfig | None) -> GenerationParams:
         response_schema=schema)
 
 
+async def with_cached(request: Request, project: str, req: GenerateContentRequest, version: str) -> GenerateInput:
+    """`to_input`, with the named cachedContent (this project's, live) resolved into its prefix."""
+    inp = to_input(req)
+    if req.cached_content:
+        from pollux.api.caches import cached_prefix  # the caches wire module parses stored requests with to_input
+
+        inp.cached = await cached_prefix(request, project, req.cached_content, version)
+    return inp
+
+
 async def _job(request: Request, method: str) -> Job:
     c = ctx(request)
     project = await c.auth.project_async(request)
     version = request.path_params.get("version", "v1beta")
     req = parse(GenerateContentRequest, await read_json(request), version)
-    return await c.generation.prepare(project, request.path_params["model"], to_input(req), api_version=version,
+    return await c.generation.prepare(project, request.path_params["model"],
+                                      await with_cached(request, project, req, version), api_version=version,
                                       method=method)
 
 
@@ -115,6 +128,8 @@ def usage_json(job: Job, output_tokens: int | None) -> dict:
         out["candidatesTokenCount"] = output_tokens
     out["totalTokenCount"] = prompt + (output_tokens or 0)
     out["promptTokensDetails"] = [{"modality": k, "tokenCount": v} for k, v in job.usage.by_modality.items()]
+    if job.usage.cached_tokens:
+        out["cachedContentTokenCount"] = job.usage.cached_tokens
     return out
 
 
@@ -201,9 +216,11 @@ async def count_tokens(request: Request) -> JSONResponse:
     project = await c.auth.project_async(request)
     version = request.path_params.get("version", "v1beta")
     req = parse(CountTokensRequest, await read_json(request), version).as_generate()
-    job = await c.generation.prepare(project, request.path_params["model"], to_input(req), api_version=version,
+    job = await c.generation.prepare(project, request.path_params["model"],
+                                     await with_cached(request, project, req, version), api_version=version,
                                      method="countTokens")
     body = {"totalTokens": job.usage.prompt_tokens,
+            **({"cachedContentTokenCount": job.usage.cached_tokens} if job.usage.cached_tokens else {}),
             "promptTokensDetails": [{"modality": k, "tokenCount": v} for k, v in job.usage.by_modality.items()],
             **thinning_json(job)}
     return JSONResponse(body, headers=_native_headers(job))

@@ -92,6 +92,17 @@ class Engine(ABC):
         """Runtime facts for models.get / metrics (loaded, memory)."""
         return {}
 
+    # An explicit cache (cachedContents) pins its prompt prefix. Engines that compute reusable state
+    # (vision features, a KV prefix) keep it while the cache lives, inside `settings.cache_memory_bytes`,
+    # warming it in the background; the others (the emulator, a remote engine, which is sent the same
+    # prefix bytes every time) need do nothing.
+
+    def pin(self, handle: str, prompt: Prompt) -> None:
+        """Keep `prompt`'s computed state under `handle` until `unpin(handle)`; returns at once."""
+
+    def unpin(self, handle: str) -> None:
+        """Release what `pin(handle, ...)` kept (the cache was deleted or expired)."""
+
 
 @lru_cache(maxsize=None)
 def engine_classes() -> dict[str, type[Engine]]:
