@@ -31,7 +31,9 @@ def app_for(make_client, tmp_path, tiny_smolvlm):
         client = make_client(emulator=False, catalog_file=catalog, models_dir=tmp_path.parent / "cache-models",
                              default_model="none", cache_min_tokens=0, **overrides)
         ctx = ctx_of(client)
-        return client, ctx.engines.get(ctx.catalog.entries[MODEL])
+        engine = ctx.engines.get(ctx.catalog.entries[MODEL])
+        engine.load()
+        return client, engine
     return make
 
 
@@ -109,3 +111,20 @@ def test_beyond_the_budget_state_is_recomputed_not_pinned(app_for, photos):
     answer = _ask(client, cache["name"], "What is in the cup?")
     assert answer["candidates"][0]["finishReason"] in ("STOP", "MAX_TOKENS")
     assert engine.stats["vision_calls"] > before["vision_calls"]
+
+
+def test_implicit_reuse_reports_cached_tokens(app_for, photos):
+    """No cachedContent: a prompt whose KV prefix the engine still holds reports that share as
+    cachedContentTokenCount (Gemini 2.5's implicit caching); a cold prompt reports none."""
+    client, engine = app_for()
+    f = upload(client, _png(photos["astronaut"]))
+    body = {"contents": [{"role": "user", "parts": [{"fileData": {"fileUri": f["uri"], "mimeType": "image/png"}},
+                                                    {"text": NOTES}]}],
+            "generationConfig": {"maxOutputTokens": 2, "temperature": 0}}
+    _forget_unpinned(engine)
+    first = client.post(f"/v1beta/models/{MODEL}:generateContent", headers=H, json=body).json()["usageMetadata"]
+    assert "cachedContentTokenCount" not in first
+    body["contents"][0]["parts"][1]["text"] = NOTES + " Which birds?"
+    second = client.post(f"/v1beta/models/{MODEL}:generateContent", headers=H, json=body).json()["usageMetadata"]
+    assert 0 < second["cachedContentTokenCount"] < second["promptTokenCount"]
+    assert second["cachedContentTokenCount"] > first["promptTokenCount"] * 0.8

@@ -121,15 +121,25 @@ def thinning_json(job: Job) -> dict:
                                 "usedAt": [mmss(s) for s in t.used_at]} for t in job.prompt.thinning]}
 
 
-def usage_json(job: Job, output_tokens: int | None) -> dict:
+def cached_tokens(job: Job, reused: int = 0) -> int:
+    """cachedContentTokenCount: the explicit cache's Gemini-rule count, or (implicit caching) the share of
+    the prompt the engine's KV prefix served, in Gemini-rule tokens (the native count scaled)."""
+    if job.usage.cached_tokens:
+        return job.usage.cached_tokens
+    native = job.usage.native_prompt_tokens
+    return min(job.usage.prompt_tokens, round(job.usage.prompt_tokens * reused / native)) if native else 0
+
+
+def usage_json(job: Job, output_tokens: int | None, reused: int = 0) -> dict:
     prompt = job.usage.prompt_tokens
     out: dict = {"promptTokenCount": prompt}
     if output_tokens is not None:
         out["candidatesTokenCount"] = output_tokens
     out["totalTokenCount"] = prompt + (output_tokens or 0)
     out["promptTokensDetails"] = [{"modality": k, "tokenCount": v} for k, v in job.usage.by_modality.items()]
-    if job.usage.cached_tokens:
-        out["cachedContentTokenCount"] = job.usage.cached_tokens
+    cached = cached_tokens(job, reused)
+    if cached:
+        out["cachedContentTokenCount"] = cached
     return out
 
 
@@ -144,6 +154,7 @@ class _Candidates:
         self.text = [""] * count
         self.finish: list[str | None] = [None] * count
         self.tokens = [0] * count
+        self.reused = 0  # native prompt positions the engine's KV prefix served
 
     def add(self, delta) -> None:
         self.text[delta.candidate] += delta.text
@@ -151,6 +162,8 @@ class _Candidates:
             self.finish[delta.candidate] = delta.finish_reason
         if delta.output_tokens is not None:
             self.tokens[delta.candidate] = delta.output_tokens
+        if delta.reused_tokens is not None and delta.candidate == 0:
+            self.reused = delta.reused_tokens
 
 
 def _candidate(index: int, text: str, finish: str | None) -> dict:
@@ -167,7 +180,7 @@ async def generate_content(request: Request) -> JSONResponse:
         cands.add(delta)
     body = {
         "candidates": [_candidate(i, t, cands.finish[i] or "STOP") for i, t in enumerate(cands.text)],
-        "usageMetadata": usage_json(job, sum(cands.tokens)),
+        "usageMetadata": usage_json(job, sum(cands.tokens), cands.reused),
         "modelVersion": job.model.requested,
         "responseId": secrets.token_urlsafe(12),
         **thinning_json(job),
@@ -189,7 +202,7 @@ async def stream_generate_content(request: Request) -> Response:
                 if not delta.text and not delta.finish_reason:
                     continue
                 yield {"candidates": [_candidate(delta.candidate, delta.text, delta.finish_reason)],
-                       "usageMetadata": usage_json(job, sum(cands.tokens) if done else None),
+                       "usageMetadata": usage_json(job, sum(cands.tokens) if done else None, cands.reused),
                        "modelVersion": job.model.requested, "responseId": response_id,
                        **(thinning_json(job) if done else {})}
         except PolluxError as e:

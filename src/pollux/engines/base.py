@@ -64,6 +64,7 @@ class Delta:
     candidate: int = 0
     finish_reason: str | None = None  # STOP | MAX_TOKENS | OTHER
     output_tokens: int | None = None  # native tokens generated so far for this candidate
+    reused_tokens: int | None = None  # on a candidate's first delta: prompt positions a KV prefix served
 
 
 class Engine(ABC):

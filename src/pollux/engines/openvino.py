@@ -94,6 +94,7 @@ class OpenVINOEngine(TransformersEngine):
         self._feature_prefix = ""
         self.pin_budget = PinBudget(settings.cache_memory_bytes)
         self._pins: dict[str, Prompt] = {}  # live explicit caches' prompts, by handle
+        self._reused: int | None = None  # positions the last prefill found in the KV state
 
     # ------------------------------------------------------------------------------ lifecycle
 
@@ -247,7 +248,11 @@ class OpenVINOEngine(TransformersEngine):
         def advance(input_ids: "torch.Tensor") -> "torch.Tensor":
             return as_scores(self._ov_step(int(input_ids[0, -1])))
 
-        yield from self._token_loop(fast.ids, as_scores(logits), advance, params, index, cancel)
+        reused = self._reused  # set by the prefill just run: reported once (implicit caching's count)
+        for delta in self._token_loop(fast.ids, as_scores(logits), advance, params, index, cancel):
+            if reused is not None:
+                delta.reused_tokens, reused = reused, None
+            yield delta
 
     # ------------------------------------------------------------------------------ language model
 
@@ -274,6 +279,7 @@ class OpenVINOEngine(TransformersEngine):
             self.prefix.invalidate(request)
             raise
         self.stats["reused_tokens"] += keep
+        self._reused = keep
         return np.asarray(logits) if logits is not None else np.empty(0, dtype=np.float32)
 
     def _ov_step(self, token: int) -> "np.ndarray":
