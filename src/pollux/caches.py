@@ -1,7 +1,9 @@
 """cachedContents as a service: create (counted by Gemini's rules, checked against its minimum size),
 get, list, change the expiry, delete, and sweep the expired; and the engines' pinned state.
 
-A cache is a prompt prefix stored per project. Its computed state (vision features, the KV
+A cache is a prompt prefix stored per project. The files it names are hard-linked (copied where links
+fail) under `data_dir/cached-contents/ID/`, so the cache keeps answering after a file is deleted
+or expires; they go with the cache. Its computed state (vision features, the KV
 prefix) is pinned in the engine that serves its model while the cache lives: warmed in the
 background at creation, released at delete or expiry. After a restart the first question using a
 cache computes that state again (and pins it).
@@ -12,10 +14,13 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 import re
 import secrets
+import shutil
 import threading
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from starlette.concurrency import run_in_threadpool
@@ -82,6 +87,14 @@ def min_tokens(settings: "Settings", model: str) -> int:
     return 4096 if "pro" in model.lower() else 1024
 
 
+def _link(src: "os.PathLike | str", dst: "os.PathLike | str") -> None:
+    """A hard link (no bytes copied), or a copy across file systems."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
 def _denied(name: str) -> PermissionDenied:
     return PermissionDenied(f"CachedContent not found (or permission denied): {name[:200]}")
 
@@ -94,7 +107,9 @@ class CacheService:
     def __init__(self, settings: "Settings", files: "FileService", generation: "GenerationService"):
         self.settings = settings
         self.generation = generation
+        self.files = files
         self.store = CacheStore(files.store)
+        self.kept_root = Path(settings.data_dir) / "cached-contents"
         self._pins: dict[str, "Engine"] = {}  # cache id → the engine holding its pinned state
         self._lock = threading.Lock()
 
@@ -121,9 +136,50 @@ class CacheService:
         rec = CacheRecord(id=secrets.token_hex(8), project=project, model=f"models/{job.model.requested}",
                           display_name=display_name[:512], request_json=json.dumps(request_json),
                           total_tokens=total, create_us=now, update_us=now, expire_us=expire)
-        await run_in_threadpool(self.store.insert, rec)
+        await run_in_threadpool(self._keep_files, project, rec.id, inp)
+        try:
+            await run_in_threadpool(self.store.insert, rec)
+        except BaseException:
+            self._drop_files(rec.id)
+            raise
         self.pin(rec.id, job)
         return rec
+
+    # ------------------------------------------------------------------------------ the files it names
+
+    def _keep_files(self, project: str, cache_id: str, inp: "GenerateInput") -> None:
+        from pollux.generation import FileRef, file_id_of
+
+        for _, parts in inp.turns:
+            for part in parts:
+                file_id = file_id_of(part.uri) if isinstance(part, FileRef) else None
+                if not file_id:
+                    continue
+                rec = self.files.get(project, file_id)
+                folder = self.kept_root / cache_id / rec.name.removeprefix("files/")
+                if folder.exists():
+                    continue
+                folder.mkdir(parents=True)
+                _link(self.files.blob_path(rec), folder / "blob")
+                artifacts = Path(self.files.artifact_dir(rec))
+                if artifacts.is_dir():
+                    shutil.copytree(artifacts, folder / "artifacts", copy_function=_link)
+                (folder / "meta.json").write_text(json.dumps({"mimeType": rec.mime_type, "name": rec.name}))
+
+    def attach_kept(self, cache_id: str, inp: "GenerateInput") -> None:
+        """Point the cache's file parts at its own links (used when the file itself is gone)."""
+        from pollux.generation import FileRef, KeptFile, file_id_of
+
+        for _, parts in inp.turns:
+            for part in parts:
+                file_id = file_id_of(part.uri) if isinstance(part, FileRef) else None
+                folder = self.kept_root / cache_id / (file_id or "")
+                if file_id and (folder / "meta.json").is_file():
+                    meta = json.loads((folder / "meta.json").read_text())
+                    part.kept = KeptFile(meta["mimeType"], meta["name"], folder / "blob", folder / "artifacts")
+
+    def _drop_files(self, cache_id: str) -> None:
+        shutil.rmtree(self.kept_root / cache_id, ignore_errors=True)
 
     # ------------------------------------------------------------------------------ queries
 
@@ -170,12 +226,14 @@ class CacheService:
         if not (_ID.match(cache_id) and self.store.delete(project, cache_id, now_us())):
             raise _denied(name)
         self.unpin(cache_id)
+        self._drop_files(cache_id)
 
     def sweep(self) -> int:
         """Delete expired caches and release their pinned state (the app's sweeper calls it)."""
         gone = self.store.take_expired(now_us())
         for cache_id in gone:
             self.unpin(cache_id)
+            self._drop_files(cache_id)
         return len(gone)
 
     # ------------------------------------------------------------------------------ pinned state

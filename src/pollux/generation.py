@@ -43,11 +43,22 @@ _API_FILE_URL = re.compile(r"/v1(?:beta|alpha)?/files/([a-z0-9][a-z0-9-]{0,39})/
 
 
 @dataclass
+class KeptFile:
+    """A cache's own link to a file it names: the cache keeps working after the file is deleted or expires."""
+
+    mime_type: str
+    name: str  # files/ID
+    blob: Path
+    artifacts: Path
+
+
+@dataclass
 class FileRef:
     uri: str
     mime_type: str = ""
     video: VideoOptions | None = None
     resolution: str | None = None  # the part's mediaResolution
+    kept: KeptFile | None = None  # set on a cachedContent's parts
 
 
 @dataclass
@@ -220,7 +231,14 @@ class GenerationService:
             if not file_id:
                 raise PermissionDenied(f"You do not have permission to access the File {part.uri} or it may not "
                                        "exist.")
-            rec = self.files.get_usable(project, file_id)
+            try:
+                rec = self.files.get_usable(project, file_id)
+            except PermissionDenied:
+                if part.kept is None:
+                    raise
+                kept = part.kept  # the file is gone; the cache naming it still holds its bytes
+                prepared = pipeline.load_prepared(kept.mime_type, kept.blob, kept.artifacts, self.settings)
+                return MediaPart(prepared, kept.mime_type, kept.name, part.video, part.resolution)
             prepared = pipeline.load_prepared(rec.mime_type, self.files.blob_path(rec), self.files.artifact_dir(rec),
                                               self.settings)
             return MediaPart(prepared, rec.mime_type, rec.name, part.video, part.resolution)

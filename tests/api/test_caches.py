@@ -150,6 +150,22 @@ def test_a_cache_of_a_file(client):
     assert usage["cachedContentTokenCount"] == cache["usageMetadata"]["totalTokenCount"]
     assert any(d["modality"] == "IMAGE" for d in usage["promptTokensDetails"])
 
+    # The file is deleted: the cache keeps answering while it lives (it holds its own link to the bytes).
+    assert client.delete(f"/v1beta/{f['name']}", headers=H).status_code == 200
+    assert_error(client.get(f"/v1beta/{f['name']}", headers=H), 403, "PERMISSION_DENIED")
+    again = _generate(client, cache["name"], text="And now?")
+    assert again.status_code == 200, again.text
+    assert again.json()["usageMetadata"]["cachedContentTokenCount"] == cache["usageMetadata"]["totalTokenCount"]
+    r = client.post(f"/v1beta/models/{MODEL}:generateContent", headers=H, json={"contents": [{"parts": [
+        {"fileData": {"fileUri": f["uri"], "mimeType": "image/png"}}, {"text": "x"}]}]})
+    assert_error(r, 403, "PERMISSION_DENIED")  # outside the cache the file is gone
+    from tests.conftest import ctx_of
+
+    kept = ctx_of(client).caches.kept_root / cache["name"].split("/")[1]
+    assert kept.is_dir()
+    client.delete(f"/v1beta/{cache['name']}", headers=H)
+    assert not kept.exists()  # its links go with it
+
 
 # ---------------------------------------------------------------------------------- the official SDK
 

@@ -118,6 +118,7 @@ async def cached_prefix(request: Request, project: str, name: str, version: str)
     c = ctx(request)
     rec = await run_in_threadpool(c.caches.get, project, name)
     inp = _input_of(json.loads(rec.request_json), version)
+    await run_in_threadpool(c.caches.attach_kept, rec.id, inp)
     if not c.caches.pinned(rec.id):  # after a restart: pin it again, in the background
         task = asyncio.get_running_loop().create_task(_repin(c, project, rec, inp))
         _background.add(task)
