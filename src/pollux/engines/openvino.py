@@ -93,7 +93,7 @@ class OpenVINOEngine(TransformersEngine):
         self._waiting_lock = threading.Lock()
         self._feature_prefix = ""
         self.pin_budget = PinBudget(settings.cache_memory_bytes)
-        self._pins: dict[str, Prompt] = {}  # live explicit caches' prompts, by handle
+        self._pins: dict[str, Prompt | None] = {}  # live explicit caches' prompts (None once pinned), by handle
         self._reused: int | None = None  # positions the last prefill found in the KV state
 
     # ------------------------------------------------------------------------------ lifecycle
@@ -413,6 +413,7 @@ class OpenVINOEngine(TransformersEngine):
             done = self._ov_prefill(fast, stop=lambda: self._waiting > 0, chunk=WARM_CHUNK, whole=True)
             if done is not None and self._pins.get(handle) is prompt:
                 self.prefix.pin(handle, self.model.language_model.request, self.pin_budget)
+                self._pins[handle] = None  # done (or over budget): the prompt's frames need not stay in memory
         finally:
             self._run_lock.release()
         if done is None and tries < PIN_RETRIES:  # gave way to a request: go on after it
