@@ -42,6 +42,7 @@ _ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 _TTL = re.compile(r"^\s*(\d{1,12})(\.\d{1,9})?s\s*$")
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100
+MAX_EXPIRY_US = 253402300800 * 1_000_000  # 10000-01-01: the last RFC 3339 can write
 
 
 def parse_ttl(raw: object) -> float:
@@ -77,6 +78,8 @@ def expiry(ttl: object, expire_time: object, default_seconds: float, now: int) -
         at = now + int((parse_ttl(ttl) if ttl is not None else default_seconds) * 1_000_000)
     if at <= now:
         raise InvalidArgument("expire_time must be in the future (or ttl positive).")
+    if at >= MAX_EXPIRY_US:
+        raise InvalidArgument("expire_time must be before 10000-01-01T00:00:00Z.")
     return at
 
 

@@ -163,7 +163,7 @@ class GenerationService:
         return await run_in_threadpool(self._prepare, project, model, inp, method != "countTokens")
 
     def _prepare(self, project: str, model: Resolved, inp: GenerateInput, enforce_limit: bool = True) -> Job:
-        if not inp.turns and inp.cached is None:
+        if not inp.turns:  # a cachedContent request too names its own contents
             raise InvalidArgument("* GenerateContentRequest.contents: contents is not specified")
         has_cache = inp.cached is not None
         inp, cached_turns = with_cache(inp, model)

@@ -96,6 +96,8 @@ def test_gemini_rules_on_use(client):
     assert_error(_generate(client, name, model="gemini-2.5-pro"), 400, "INVALID_ARGUMENT",
                  f"Model used by GenerateContent request (models/gemini-2.5-pro) and CachedContent "
                  f"(models/{MODEL}) has to be the same")
+    assert_error(client.post(f"/v1beta/models/{MODEL}:generateContent", headers=H, json={"cachedContent": name}),
+                 400, "INVALID_ARGUMENT", "contents is not specified")
     for bad in ("cachedContents/nope", "cachedContents/../x", "garbage"):
         assert_error(_generate(client, bad), 403, "PERMISSION_DENIED", "CachedContent not found")
 
@@ -113,6 +115,8 @@ def test_create_errors(client):
     assert_error(_create(client, ttl="60s", expireTime="2099-01-01T00:00:00Z"), 400, "INVALID_ARGUMENT", "one of")
     assert_error(_create(client, expireTime="2001-01-01T00:00:00Z"), 400, "INVALID_ARGUMENT", "future")
     assert_error(_create(client, expireTime="tomorrow"), 400, "INVALID_ARGUMENT", "Timestamp")
+    assert_error(_create(client, ttl="999999999999s"), 400, "INVALID_ARGUMENT", "before 10000")
+    assert _create(client, expireTime="9999-12-31T23:59:59Z").status_code == 200
     assert_error(_create(client, bogus=1), 400, "INVALID_ARGUMENT", "Unknown name \"bogus\"")
     assert_error(_create(client, contents=[{"role": "robot", "parts": [{"text": LONG}]}]), 400, "INVALID_ARGUMENT",
                  "role")
