@@ -45,11 +45,22 @@ _API_FILE_URL = re.compile(r"/v1(?:beta|alpha)?/files/([a-z0-9][a-z0-9-]{0,39})/
 
 
 @dataclass
+class KeptFile:
+    """A cache's own link to a file it names: the cache keeps working after the file is deleted or expires."""
+
+    mime_type: str
+    name: str  # files/ID
+    blob: Path
+    artifacts: Path
+
+
+@dataclass
 class FileRef:
     uri: str
     mime_type: str = ""
     video: VideoOptions | None = None
     resolution: str | None = None  # the part's mediaResolution
+    kept: KeptFile | None = None  # set on a cachedContent's parts
 
 
 @dataclass
@@ -68,6 +79,31 @@ class GenerateInput:
     media_resolution: str | None = None  # generationConfig.mediaResolution (Gemini 3 token accounting)
     thinking_budget: int | None = None  # checked against the named Gemini model, not honoured
     thinking_level: str | None = None
+    cached: "CachedPrefix | None" = None  # the request's cachedContent, resolved by the API layer
+
+
+@dataclass
+class CachedPrefix:
+    """An explicit cache (cachedContents/ID) as a prompt prefix: its turns go first, its system
+    instruction is the request's."""
+
+    name: str  # cachedContents/ID
+    model: str  # models/... it was created for (a request must name the same)
+    turns: list[tuple[str, list[str | FileRef | InlineRef]]]
+    system: str | None = None
+
+
+def with_cache(inp: GenerateInput, model: Resolved) -> tuple[GenerateInput, int]:
+    """The input with its cache's turns first, and how many leading turns came from the cache."""
+    cached = inp.cached
+    if cached is None:
+        return inp, 0
+    if cached.model.removeprefix("models/") != model.requested:
+        raise InvalidArgument(f"Model used by GenerateContent request (models/{model.requested}) and CachedContent "
+                              f"({cached.model}) has to be the same!")
+    merged = GenerateInput(cached.turns + inp.turns, cached.system, inp.params, inp.media_resolution,
+                           inp.thinking_budget, inp.thinking_level)
+    return merged, len(cached.turns)
 
 
 def file_id_of(uri: str) -> str | None:
@@ -85,6 +121,7 @@ def file_id_of(uri: str) -> str | None:
 class Usage:
     by_modality: dict[str, int]  # Gemini-rule counts of the prompt
     native_prompt_tokens: int  # what the local model really consumes
+    cached_tokens: int = 0  # Gemini-rule count of the prompt's cachedContent prefix (part of by_modality)
 
     @property
     def prompt_tokens(self) -> int:
@@ -128,13 +165,17 @@ class GenerationService:
         return await run_in_threadpool(self._prepare, project, model, inp, method != "countTokens")
 
     def _prepare(self, project: str, model: Resolved, inp: GenerateInput, enforce_limit: bool = True) -> Job:
-        if not inp.turns:
+        if not inp.turns:  # a cachedContent request too names its own contents
             raise InvalidArgument("* GenerateContentRequest.contents: contents is not specified")
+        has_cache = inp.cached is not None
+        inp, cached_turns = with_cache(inp, model)
         engine = self.engines.get(model.entry)
         _check_tools(inp, engine, model.requested)
         with _scratch_dir(self.scratch) as scratch:
             turns = self._resolve_media(project, inp, engine, Path(scratch))
             counts = self._gemini_counts(turns, inp.system, model.token_profile, engine, inp.media_resolution)
+            cached = sum(self._gemini_counts(turns[:cached_turns], inp.system, model.token_profile, engine,
+                                             inp.media_resolution).values()) if has_cache else 0
             limit = model.entry.gemini_input_token_limit
             if enforce_limit and sum(counts.values()) > limit:  # Gemini's 400, in the accounting countTokens reports
                 raise InvalidArgument(f"The input token count ({sum(counts.values())}) exceeds the maximum number "
@@ -150,7 +191,7 @@ class GenerationService:
             raise InvalidArgument(f"The input token count ({native}) exceeds the maximum number of tokens allowed "
                                   f"({model.entry.input_token_limit}) by the local model's context "
                                   f"({model.entry.id}, its own tokens) for {model.requested}.")
-        return Job(model, engine, prompt, inp.params, Usage(counts, native))
+        return Job(model, engine, prompt, inp.params, Usage(counts, native, cached))
 
     def _resolve_media(self, project: str, inp: GenerateInput, engine: Engine, scratch: Path) -> list[RequestTurn]:
         turns: list[RequestTurn] = []
@@ -196,7 +237,14 @@ class GenerationService:
             if not file_id:
                 raise PermissionDenied(f"You do not have permission to access the File {part.uri} or it may not "
                                        "exist.")
-            rec = self.files.get_usable(project, file_id)
+            try:
+                rec = self.files.get_usable(project, file_id)
+            except PermissionDenied:
+                if part.kept is None:
+                    raise
+                kept = part.kept  # the file is gone; the cache naming it still holds its bytes
+                prepared = pipeline.load_prepared(kept.mime_type, kept.blob, kept.artifacts, self.settings)
+                return MediaPart(prepared, kept.mime_type, kept.name, part.video, part.resolution)
             prepared = pipeline.load_prepared(rec.mime_type, self.files.blob_path(rec), self.files.artifact_dir(rec),
                                               self.settings)
             return MediaPart(prepared, rec.mime_type, rec.name, part.video, part.resolution)

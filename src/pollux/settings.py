@@ -71,6 +71,13 @@ class Settings(BaseModel):
     engine_model: str | None = Field(None, description="which served model the Gemini aliases use (--engine-url)")
     engine_api_key_env: str | None = Field(None, description="env var holding the engine's API key (--engine-url)")
 
+    # cachedContents (explicit context caching).
+    cache_memory_bytes: int = Field(1 * GB, ge=0, description="computed state (vision features, KV prefix) a "
+                                    "local engine keeps pinned for live caches; beyond it, state is recomputed")
+    cache_default_ttl_seconds: int = Field(3600, ge=1, description="a cache's lifetime when create names none")
+    cache_min_tokens: int | None = Field(None, ge=0, description="smallest cache accepted (Gemini-rule tokens); "
+                                         "default Gemini's per model: 4096 for Pro models, 1024 for the others")
+
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'pollux.db').resolve()}"

@@ -18,10 +18,11 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pollux import __version__
-from pollux.api import discovery, files, generate, interactions, models, upload
+from pollux.api import caches, discovery, files, generate, interactions, models, upload
 from pollux.api.auth import Authenticator
 from pollux.api.context import VERSIONS, AppContext
 from pollux.api.errors import handle_pollux_error, handle_unexpected, status_body
+from pollux.caches import CacheService
 from pollux.catalog import Catalog
 from pollux.engines import served_models
 from pollux.engines.hub import EngineHub
@@ -108,6 +109,11 @@ def routes() -> list:
         Route("/{version}/files", v(files.create_file), methods=["POST"]),
         Route("/{version}/files/{file_id}", v(files.get_file), methods=["GET"]),
         Route("/{version}/files/{file_id}", v(files.delete_file), methods=["DELETE"]),
+        Route("/{version}/cachedContents", v(caches.list_caches), methods=["GET"]),
+        Route("/{version}/cachedContents", v(caches.create_cache), methods=["POST"]),
+        Route("/{version}/cachedContents/{cache_id}", v(caches.get_cache), methods=["GET"]),
+        Route("/{version}/cachedContents/{cache_id}", v(caches.update_cache), methods=["PATCH"]),
+        Route("/{version}/cachedContents/{cache_id}", v(caches.delete_cache), methods=["DELETE"]),
         Route("/{version}/models", v(models.list_models), methods=["GET"]),
         Route("/{version}/models/{target}", v(_model_verb), methods=["GET", "POST"]),
         Route("/{version}/tunedModels/{target}", v(_model_verb), methods=["POST"]),
@@ -124,10 +130,12 @@ def build_context(settings: Settings) -> AppContext:
     catalog = served_models.with_engine_url(Catalog.from_file(settings.catalog_file), settings)
     engines = EngineHub(settings)
     static_keys = settings.parsed_api_keys()
+    generation = GenerationService(settings, catalog, files_service, engines)
     return AppContext(
         settings=settings, files=files_service, auth=Authenticator(static_keys, files_service.store),
-        catalog=catalog, engines=engines, generation=GenerationService(settings, catalog, files_service, engines),
-        interactions=InteractionStore(files_service.store, settings.interaction_ttl_seconds))
+        catalog=catalog, engines=engines, generation=generation,
+        interactions=InteractionStore(files_service.store, settings.interaction_ttl_seconds),
+        caches=CacheService(settings, files_service, generation))
 
 
 def _register_hooks(context: AppContext) -> None:
@@ -192,6 +200,7 @@ async def _sweep_forever(context: AppContext) -> None:
         await asyncio.sleep(context.settings.sweep_interval_seconds)
         try:
             await asyncio.to_thread(context.files.sweep)
+            await asyncio.to_thread(context.caches.sweep)
             await asyncio.to_thread(context.engines.unload_idle)
         except Exception:  # the sweeper must outlive a bad pass
             log.exception("sweep failed")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from starlette.requests import HTTPConnection
 
@@ -13,6 +14,9 @@ from pollux.files.interaction_store import InteractionStore
 from pollux.files.service import FileService
 from pollux.generation import GenerationService
 from pollux.settings import Settings
+
+if TYPE_CHECKING:
+    from pollux.caches import CacheService
 
 VERSIONS = ("v1beta", "v1", "v1alpha")
 
@@ -26,6 +30,7 @@ class AppContext:
     engines: EngineHub
     generation: GenerationService
     interactions: InteractionStore | None = None  # the Interactions API's stored conversations
+    caches: "CacheService | None" = None  # cachedContents (pollux.caches)
 
 
 def ctx(conn: HTTPConnection) -> AppContext:

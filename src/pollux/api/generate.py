@@ -29,8 +29,10 @@ async def read_json(request: Request) -> dict:
 
 
 def to_input(req: GenerateContentRequest) -> GenerateInput:
-    if req.cached_content:
-        raise InvalidArgument("cachedContent is not supported by Pollux yet.")
+    """The wire request, engine-neutral; its cachedContent is resolved later (`with_cached`)."""
+    if req.cached_content and (req.system_instruction is not None or req.tools or req.tool_config is not None):
+        raise InvalidArgument("Tool config, tools and system instruction should not be set in the request when "
+                              "using cached content.")  # Gemini's rule: they belong in the cache
     turns = []
     for i, content in enumerate(req.contents):
         role = content.role or "user"
@@ -92,12 +94,23 @@ def to_params(cfg: GenerationConfig | None) -> GenerationParams:
         response_schema=schema, response_logprobs=bool(cfg.response_logprobs), logprobs=cfg.logprobs)
 
 
+async def with_cached(request: Request, project: str, req: GenerateContentRequest, version: str) -> GenerateInput:
+    """`to_input`, with the named cachedContent (this project's, live) resolved into its prefix."""
+    inp = to_input(req)
+    if req.cached_content:
+        from pollux.api.caches import cached_prefix  # the caches wire module parses stored requests with to_input
+
+        inp.cached = await cached_prefix(request, project, req.cached_content, version)
+    return inp
+
+
 async def _job(request: Request, method: str) -> Job:
     c = ctx(request)
     project = await c.auth.project_async(request)
     version = request.path_params.get("version", "v1beta")
     req = parse(GenerateContentRequest, await read_json(request), version)
-    return await c.generation.prepare(project, request.path_params["model"], to_input(req), api_version=version,
+    return await c.generation.prepare(project, request.path_params["model"],
+                                      await with_cached(request, project, req, version), api_version=version,
                                       method=method)
 
 
@@ -110,13 +123,25 @@ def thinning_json(job: Job) -> dict:
                                 "usedAt": [mmss(s) for s in t.used_at]} for t in job.prompt.thinning]}
 
 
-def usage_json(job: Job, output_tokens: int | None) -> dict:
+def cached_tokens(job: Job, reused: int = 0) -> int:
+    """cachedContentTokenCount: the explicit cache's Gemini-rule count, or (implicit caching) the share of
+    the prompt the engine's KV prefix served, in Gemini-rule tokens (the native count scaled)."""
+    if job.usage.cached_tokens:
+        return job.usage.cached_tokens
+    native = job.usage.native_prompt_tokens
+    return min(job.usage.prompt_tokens, round(job.usage.prompt_tokens * reused / native)) if native else 0
+
+
+def usage_json(job: Job, output_tokens: int | None, reused: int = 0) -> dict:
     prompt = job.usage.prompt_tokens
     out: dict = {"promptTokenCount": prompt}
     if output_tokens is not None:
         out["candidatesTokenCount"] = output_tokens
     out["totalTokenCount"] = prompt + (output_tokens or 0)
     out["promptTokensDetails"] = [{"modality": k, "tokenCount": v} for k, v in job.usage.by_modality.items()]
+    cached = cached_tokens(job, reused)
+    if cached:
+        out["cachedContentTokenCount"] = cached
     return out
 
 
@@ -133,6 +158,7 @@ class _Candidates:
         self.finish: list[str | None] = [None] * count
         self.tokens = [0] * count
         self.calls: list[list] = [[] for _ in range(count)]
+        self.reused = 0  # native prompt positions the engine's KV prefix served
 
     def add(self, delta) -> None:
         self.text[delta.candidate] += delta.text
@@ -141,6 +167,8 @@ class _Candidates:
             self.finish[delta.candidate] = delta.finish_reason
         if delta.output_tokens is not None:
             self.tokens[delta.candidate] = delta.output_tokens
+        if delta.reused_tokens is not None and delta.candidate == 0:
+            self.reused = delta.reused_tokens
 
 
 def _candidate(index: int, text: str, finish: str | None, calls: list | None = None) -> dict:
@@ -158,7 +186,7 @@ async def generate_content(request: Request) -> JSONResponse:
         cands.add(delta)
     body = {
         "candidates": [_candidate(i, t, cands.finish[i] or "STOP", cands.calls[i]) for i, t in enumerate(cands.text)],
-        "usageMetadata": usage_json(job, sum(cands.tokens)),
+        "usageMetadata": usage_json(job, sum(cands.tokens), cands.reused),
         "modelVersion": job.model.requested,
         "responseId": secrets.token_urlsafe(12),
         **thinning_json(job),
@@ -181,7 +209,7 @@ async def stream_generate_content(request: Request) -> Response:
                     continue
                 yield {"candidates": [_candidate(delta.candidate, delta.text, delta.finish_reason,
                                                  delta.function_calls)],
-                       "usageMetadata": usage_json(job, sum(cands.tokens) if done else None),
+                       "usageMetadata": usage_json(job, sum(cands.tokens) if done else None, cands.reused),
                        "modelVersion": job.model.requested, "responseId": response_id,
                        **(thinning_json(job) if done else {})}
         except PolluxError as e:
@@ -208,9 +236,11 @@ async def count_tokens(request: Request) -> JSONResponse:
     project = await c.auth.project_async(request)
     version = request.path_params.get("version", "v1beta")
     req = parse(CountTokensRequest, await read_json(request), version).as_generate()
-    job = await c.generation.prepare(project, request.path_params["model"], to_input(req), api_version=version,
+    job = await c.generation.prepare(project, request.path_params["model"],
+                                     await with_cached(request, project, req, version), api_version=version,
                                      method="countTokens")
     body = {"totalTokens": job.usage.prompt_tokens,
+            **({"cachedContentTokenCount": job.usage.cached_tokens} if job.usage.cached_tokens else {}),
             "promptTokensDetails": [{"modality": k, "tokenCount": v} for k, v in job.usage.by_modality.items()],
             **thinning_json(job)}
     return JSONResponse(body, headers=_native_headers(job))

@@ -70,6 +70,7 @@ class Delta:
     finish_reason: str | None = None  # STOP | MAX_TOKENS | OTHER
     output_tokens: int | None = None  # native tokens generated so far for this candidate
     function_calls: list[FunctionCall] | None = None  # on the last delta of a candidate that called tools
+    reused_tokens: int | None = None  # on a candidate's first delta: prompt positions a KV prefix served
 
 
 class Engine(ABC):
@@ -106,6 +107,17 @@ class Engine(ABC):
         """Engines with `serialised = False` stream on the event loop instead; closing the iterator cancels."""
         raise NotImplementedError(f"{self.name} streams from a worker thread (generate)")
         yield  # pragma: no cover  (makes this an async generator)
+
+    # An explicit cache (cachedContents) pins its prompt prefix. Engines that compute reusable state
+    # (vision features, a KV prefix) keep it while the cache lives, inside `settings.cache_memory_bytes`,
+    # warming it in the background; the others (the emulator, a remote engine, which is sent the same
+    # prefix bytes every time) need do nothing.
+
+    def pin(self, handle: str, prompt: Prompt) -> None:
+        """Keep `prompt`'s computed state under `handle` until `unpin(handle)`; returns at once."""
+
+    def unpin(self, handle: str) -> None:
+        """Release what `pin(handle, ...)` kept (the cache was deleted or expired)."""
 
 
 @lru_cache(maxsize=None)

@@ -46,12 +46,37 @@ class Features:
         return int(self.array.nbytes)
 
 
+class PinBudget:
+    """Bytes an engine may keep pinned for explicit caches (`cache_memory_bytes`); what does not fit is
+    not pinned (it stays in the ordinary LRUs, recomputed when evicted), so pinning never grows memory
+    past the budget."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self.used = 0
+        self._lock = threading.Lock()
+
+    def take(self, nbytes: int) -> bool:
+        with self._lock:
+            if self.used + nbytes > self.max_bytes:
+                return False
+            self.used += nbytes
+            return True
+
+    def give(self, nbytes: int) -> None:
+        with self._lock:
+            self.used = max(0, self.used - nbytes)
+
+
 class FeatureStore:
-    """An LRU of `Features` bounded in bytes; each key is computed at most once at a time."""
+    """An LRU of `Features` bounded in bytes; each key is computed at most once at a time. Features
+    pinned for a live cache (`pin`) sit outside the LRU until the last cache holding them lets go."""
 
     def __init__(self, max_bytes: int):
         self.max_bytes = max_bytes
         self._items: OrderedDict[str, Features] = OrderedDict()
+        self._pinned: dict[str, Features] = {}
+        self._owners: dict[str, set[str]] = {}  # pinned key → the cache handles holding it
         self._pending: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
         self.bytes = 0
@@ -60,14 +85,49 @@ class FeatureStore:
 
     def get(self, key: str) -> Features | None:
         with self._lock:
+            return self._lookup(key)
+
+    def _lookup(self, key: str) -> Features | None:
+        found = self._pinned.get(key)
+        if found is None:
             found = self._items.get(key)
             if found is not None:
                 self._items.move_to_end(key)
-            return found
+        return found
 
     def __contains__(self, key: str) -> bool:
         with self._lock:
-            return key in self._items
+            return key in self._items or key in self._pinned
+
+    def pin(self, handle: str, key: str, budget: PinBudget) -> bool:
+        """Keep `key`'s features (already computed) for cache `handle`; False when absent or over budget."""
+        with self._lock:
+            if key in self._pinned:
+                self._owners[key].add(handle)
+                return True
+            found = self._items.get(key)
+            if found is None or not budget.take(found.nbytes):
+                return False
+            del self._items[key]
+            self.bytes -= found.nbytes
+            self._pinned[key] = found
+            self._owners[key] = {handle}
+            return True
+
+    def unpin(self, handle: str, budget: PinBudget) -> None:
+        """Cache `handle` is gone: what only it held goes back to the LRU (evicted as usual)."""
+        with self._lock:
+            keys = [k for k, owners in self._owners.items() if owners == {handle}]
+            for owners in self._owners.values():
+                owners.discard(handle)
+            released = []
+            for key in keys:
+                del self._owners[key]
+                released.append((key, self._pinned.pop(key)))
+                budget.give(released[-1][1].nbytes)
+        for key, value in released:
+            self._put(key, value, counted=False)
+
 
     def get_or_compute(self, key: str | None, compute: Callable[[], Features]) -> Features:
         """The cached features, or those another thread is computing now, or computed here."""
@@ -75,9 +135,8 @@ class FeatureStore:
             return compute()
         while True:
             with self._lock:
-                found = self._items.get(key)
+                found = self._lookup(key)
                 if found is not None:
-                    self._items.move_to_end(key)
                     self.hits += 1
                     return found
                 event = self._pending.get(key)
@@ -96,9 +155,9 @@ class FeatureStore:
                     self._pending.pop(key, None)
                 event.set()
 
-    def _put(self, key: str, value: Features) -> None:
+    def _put(self, key: str, value: Features, counted: bool = True) -> None:
         with self._lock:
-            self.computed += 1
+            self.computed += counted
             if value.nbytes > self.max_bytes:
                 return
             old = self._items.pop(key, None)
@@ -109,14 +168,19 @@ class FeatureStore:
                 _, dropped = self._items.popitem(last=False)
                 self.bytes -= dropped.nbytes
 
-    def clear(self) -> None:
+    def clear(self, pinned: bool = False) -> None:
+        """Empty the LRU; with `pinned`, what caches pinned too (the model is unloaded)."""
         with self._lock:
             self._items.clear()
             self.bytes = 0
+            if pinned:
+                self._pinned.clear()
+                self._owners.clear()
 
     def info(self) -> dict[str, int]:
         with self._lock:
-            return {"entries": len(self._items), "bytes": self.bytes, "hits": self.hits, "computed": self.computed}
+            return {"entries": len(self._items), "bytes": self.bytes, "hits": self.hits, "computed": self.computed,
+                    "pinned": len(self._pinned), "pinnedBytes": sum(f.nbytes for f in self._pinned.values())}
 
 
 class Background:

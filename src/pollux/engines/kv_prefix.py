@@ -6,6 +6,9 @@ and keeps a few saved copies ("snapshots") of earlier states in a byte-bounded L
 prompt is prefilled, the state is set to the longest known prefix of it: the live state trimmed,
 or a snapshot restored, so only the new tail is computed. A long live state about to be thrown
 away is saved first, so asking about file A, then B, then A again still finds A's prefix.
+
+An explicit cache (cachedContents) pins a snapshot of its prefix (`pin`): outside the LRU, bounded
+by the engine's `PinBudget`, restored like any other snapshot until the cache is gone (`unpin`).
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ class PrefixCache:
         self.store_dtype = store_dtype  # float16 halves memory; float32 when the model's KV cache is f32
         self.live: list = []  # identities of the positions the live state holds
         self._snapshots: OrderedDict[tuple, Snapshot] = OrderedDict()
+        self._pinned: dict[str, Snapshot] = {}  # cache handle → its prefix's state
         self._lock = threading.Lock()
         self.bytes = 0
         self.restored = 0
@@ -66,11 +70,11 @@ class PrefixCache:
         live = min(common_prefix(self.live, keys), limit)
         best, best_len = None, live
         with self._lock:
-            for snap in self._snapshots.values():
+            for snap in [*self._pinned.values(), *self._snapshots.values()]:
                 n = min(common_prefix(list(snap.keys[:limit + 1]), keys), limit)
                 if n >= best_len + MIN_RESTORE_GAIN:
                     best, best_len = snap, n
-            if best is not None:
+            if best is not None and best.keys in self._snapshots:
                 self._snapshots.move_to_end(best.keys)
         if not worth_reusing(best_len, len(keys)):
             best, best_len, live = None, 0, 0
@@ -98,16 +102,13 @@ class PrefixCache:
 
     def save(self, request: Any) -> None:
         """Keep a copy of the live state (if long enough, new, and within the budget)."""
-        import numpy as np
-
         keys = tuple(self.live)
         if len(keys) < MIN_SNAPSHOT_TOKENS:
             return
         with self._lock:
-            if keys in self._snapshots or any(s.keys[:len(keys)] == keys for s in self._snapshots.values()):
+            if any(s.keys[:len(keys)] == keys for s in [*self._snapshots.values(), *self._pinned.values()]):
                 return  # already covered by an equal or longer snapshot
-        arrays = {s.name: np.array(s.state.data, dtype=self.store_dtype, copy=True) for s in request.query_state()}
-        snap = Snapshot(keys, arrays)
+        snap = self._copy(request, keys)
         if snap.nbytes > self.max_bytes:
             return
         with self._lock:
@@ -119,16 +120,55 @@ class PrefixCache:
                 _, dropped = self._snapshots.popitem(last=False)
                 self.bytes -= dropped.nbytes
 
-    def clear(self) -> None:
+    def _copy(self, request: Any, keys: tuple) -> Snapshot:
+        import numpy as np
+
+        return Snapshot(keys, {s.name: np.array(s.state.data, dtype=self.store_dtype, copy=True)
+                               for s in request.query_state()})
+
+    # ------------------------------------------------------------------------------ pinned (explicit caches)
+
+    def pin(self, handle: str, request: Any, budget: Any) -> bool:
+        """Keep the live state (a cache's prefix, just prefilled) for `handle`; False when over budget."""
+        keys = tuple(self.live)
+        if not keys:
+            return False
+        snap = self._copy(request, keys)
+        if not budget.take(snap.nbytes):
+            return False
+        with self._lock:
+            old = self._pinned.pop(handle, None)
+            self._pinned[handle] = snap
+        if old is not None:
+            budget.give(old.nbytes)
+        return True
+
+    def unpin(self, handle: str, budget: Any) -> None:
+        with self._lock:
+            snap = self._pinned.pop(handle, None)
+        if snap is not None:
+            budget.give(snap.nbytes)
+
+    def pinned(self, handle: str) -> int:
+        """How many positions are pinned for `handle` (0: none)."""
+        with self._lock:
+            snap = self._pinned.get(handle)
+            return len(snap.keys) if snap is not None else 0
+
+    def clear(self, pinned: bool = False) -> None:
+        """Drop the LRU's snapshots and forget the live state; with `pinned`, the caches' too (an unload)."""
         with self._lock:
             self._snapshots.clear()
             self.bytes = 0
+            if pinned:
+                self._pinned.clear()
         self.live = []
 
     def info(self) -> dict[str, int]:
         with self._lock:
             return {"liveTokens": len(self.live), "snapshots": len(self._snapshots), "snapshotBytes": self.bytes,
-                    "restored": self.restored}
+                    "restored": self.restored, "pinned": len(self._pinned),
+                    "pinnedBytes": sum(s.nbytes for s in self._pinned.values())}
 
 
 def _trim(request: Any, length: int) -> None:

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from pollux.engines import ov_convert, weights
 from pollux.engines.base import Delta, GenerationParams
-from pollux.engines.features import Background, Features, FeatureStore, coarse_to_fine
+from pollux.engines.features import Background, Features, FeatureStore, PinBudget, coarse_to_fine
 from pollux.engines.kv_prefix import PrefixCache
 from pollux.engines.transformers import TransformersEngine, _eos_ids
 from pollux.errors import Cancelled, PolluxError
@@ -57,6 +57,7 @@ WARM_CHUNK = PREFILL_CHUNK
 VISION_CHUNK = 2  # tiles per encoder call: a request waits at most this long behind background work
 DEFAULT_FEATURE_CACHE_MB = 512
 DEFAULT_KV_SNAPSHOT_MB = 384
+PIN_RETRIES = 100  # a cache's prefill waits behind requests; it is queued again at most this many times
 
 
 @dataclass
@@ -91,6 +92,9 @@ class OpenVINOEngine(TransformersEngine):
         self._waiting = 0  # requests waiting for the model: background prefill gives way to them
         self._waiting_lock = threading.Lock()
         self._feature_prefix = ""
+        self.pin_budget = PinBudget(settings.cache_memory_bytes)
+        self._pins: dict[str, Prompt | None] = {}  # live explicit caches' prompts (None once pinned), by handle
+        self._reused: int | None = None  # positions the last prefill found in the KV state
 
     # ------------------------------------------------------------------------------ lifecycle
 
@@ -156,8 +160,9 @@ class OpenVINOEngine(TransformersEngine):
             self.model = None
             self.format = None
             self.fast = False
-            self.prefix.clear()
-            self.features.clear()  # features belong to the loaded model's conversion
+            self.prefix.clear(pinned=True)
+            self.features.clear(pinned=True)  # features belong to the loaded model's conversion
+            self.pin_budget = PinBudget(self.settings.cache_memory_bytes)  # pins are warmed again on next use
 
     def info(self) -> dict[str, Any]:
         if self.model is None:
@@ -169,7 +174,8 @@ class OpenVINOEngine(TransformersEngine):
         return {"loaded": True, "family": self.entry.family, "runtime": "openvino",
                 "weights": ov_convert.weights_mode(self.entry), "converted": str(self.converted),
                 "memory": {**_memory(), "weightsBytes": bins, "featureCacheBytes": self.features.bytes,
-                           "kvSnapshotBytes": self.prefix.bytes},
+                           "kvSnapshotBytes": self.prefix.bytes, "pinnedBytes": self.pin_budget.used,
+                           "pinBudgetBytes": self.pin_budget.max_bytes},
                 "featureCache": self.features.info(), "prefixCache": self.prefix.info(), "stats": dict(self.stats)}
 
     # ------------------------------------------------------------------------------ generation
@@ -242,7 +248,11 @@ class OpenVINOEngine(TransformersEngine):
         def advance(input_ids: "torch.Tensor") -> "torch.Tensor":
             return as_scores(self._ov_step(int(input_ids[0, -1])))
 
-        yield from self._token_loop(fast.ids, as_scores(logits), advance, params, index, cancel)
+        reused = self._reused  # set by the prefill just run: reported once (implicit caching's count)
+        for delta in self._token_loop(fast.ids, as_scores(logits), advance, params, index, cancel):
+            if reused is not None:
+                delta.reused_tokens, reused = reused, None
+            yield delta
 
     # ------------------------------------------------------------------------------ language model
 
@@ -269,6 +279,7 @@ class OpenVINOEngine(TransformersEngine):
             self.prefix.invalidate(request)
             raise
         self.stats["reused_tokens"] += keep
+        self._reused = keep
         return np.asarray(logits) if logits is not None else np.empty(0, dtype=np.float32)
 
     def _ov_step(self, token: int) -> "np.ndarray":
@@ -365,6 +376,48 @@ class OpenVINOEngine(TransformersEngine):
                     self.background.submit(key, job, first=done is not None, on_drop=finish)
 
         self.background.submit(f"plan:{id(load_prompt)}", plan, first=True, on_drop=finish)
+
+    # ------------------------------------------------------------------------------ explicit caches
+
+    def pin(self, handle: str, prompt: Prompt) -> None:
+        """A cache's prefix: its vision features, then its KV state, computed in the background (ahead
+        of queued warm-ups) and kept while the cache lives, inside `cache_memory_bytes`."""
+        self._pins[handle] = prompt
+        self.background.submit(f"pin:{handle}", lambda: self._pin_now(handle, prompt), first=True)
+
+    def unpin(self, handle: str) -> None:
+        self._pins.pop(handle, None)
+        self.features.unpin(handle, self.pin_budget)
+        self.prefix.unpin(handle, self.pin_budget)
+
+    def _pin_now(self, handle: str, prompt: Prompt, tries: int = 0) -> None:
+        if self._pins.get(handle) is not prompt:
+            return  # unpinned meanwhile
+        self.load()
+        if not self.fast:
+            return  # the transformers fallback keeps no reusable state
+        for image in prompt.images():
+            key = self._ov_feature_key(image)
+            if key is not None:
+                self.image_features(image)
+                self.features.pin(handle, key, self.pin_budget)
+        if self.prefix.pinned(handle):
+            return
+        if self._waiting or not self._run_lock.acquire(blocking=False):
+            if tries < PIN_RETRIES:  # a request runs: it decides the state; try again after it
+                time.sleep(0.05)
+                self.background.submit(f"pin:{handle}", lambda: self._pin_now(handle, prompt, tries + 1))
+            return
+        try:
+            fast = self.prepare_prompt(prompt)
+            done = self._ov_prefill(fast, stop=lambda: self._waiting > 0, chunk=WARM_CHUNK, whole=True)
+            if done is not None and self._pins.get(handle) is prompt:
+                self.prefix.pin(handle, self.model.language_model.request, self.pin_budget)
+                self._pins[handle] = None  # done (or over budget): the prompt's frames need not stay in memory
+        finally:
+            self._run_lock.release()
+        if done is None and tries < PIN_RETRIES:  # gave way to a request: go on after it
+            self.background.submit(f"pin:{handle}", lambda: self._pin_now(handle, prompt, tries + 1))
 
     def _ov_warm(self, prompt: Prompt) -> None:
         """Prefill `prompt` up to the end of its last image block into the KV state (and keep a snapshot),
