@@ -21,4 +21,5 @@ serve: deps
 	$(VENV)/bin/pollux serve $(ARGS)
 
 test: deps system-deps
+	$(VENV)/bin/ruff check src tests benchmarks
 	HARNESS_WORK=$(CURDIR)/.work/harness $(PY) -m pytest $(ARGS)
