@@ -86,3 +86,43 @@ def test_emulator_reports_the_size_given():
     frame = Image(PILImage.new("RGB", (768, 432)), (1920, 1080), modality="VIDEO", timestamp=3.0, resolution=LOW)
     assert "video frame 256x144 at LOW" in _describe(frame)
     assert resolution.level("MEDIA_RESOLUTION_ULTRA_HIGH") == "HIGH"
+
+
+@pytest.fixture
+def smol_app(make_client, tmp_path, tiny_smolvlm):
+    catalog = tmp_path / "catalog.toml"
+    catalog.write_text('[[models]]\nid = "tiny-smol"\ndisplay_name = "tiny"\ndescription = "tiny"\n'
+                       f'engine = "transformers"\nsource = "{tiny_smolvlm}"\nfamily = "smolvlm"\n'
+                       'input_token_limit = 32768\noutput_token_limit = 8\n')
+    return make_client(emulator=False, catalog_file=catalog, default_model="none")
+
+
+def test_count_tokens_native_header_and_prefill_follow_the_level(smol_app, photos):
+    from tests.conftest import H, ctx_of
+
+    buf = io.BytesIO()
+    photos["astronaut"].resize((1024, 768)).save(buf, format="PNG")
+    data = base64.b64encode(buf.getvalue()).decode()
+
+    def body(level):
+        return {"contents": [{"role": "user", "parts": [{"inlineData": {"mimeType": "image/png", "data": data}},
+                                                        {"text": "What is this?"}]}],
+                "generationConfig": {"mediaResolution": level, "maxOutputTokens": 1, "temperature": 0}}
+
+    native = {}
+    for level in (LOW, HIGH):
+        r = smol_app.post("/v1beta/models/tiny-smol:countTokens", headers=H, json=body(level))
+        assert r.status_code == 200, r.text
+        native[level] = int(r.headers["x-pollux-native-prompt-tokens"])
+    assert native[LOW] < native[HIGH]
+    engine = ctx_of(smol_app).engines.get(ctx_of(smol_app).catalog.entries["tiny-smol"])
+    seen = []
+    encode = engine.format.encode
+    engine.format.encode = lambda prompt: seen.append(encode(prompt).length) or encode(prompt)
+    try:
+        r = smol_app.post("/v1beta/models/tiny-smol:generateContent", headers=H, json=body(LOW))
+    finally:
+        del engine.format.encode
+    assert r.status_code == 200, r.text
+    assert seen and seen[-1] == native[LOW]  # the prefill is what countTokens said
+    assert r.json()["usageMetadata"]["promptTokensDetails"]  # Gemini-rule counts in the body, native in the header
