@@ -63,12 +63,18 @@ def _prepared(photo):
 
 def test_video_frames_follow_the_level_on_qwen(qwen_uncapped, tmp_path):
     qwen_engine = qwen_uncapped
-    video = make_video(tmp_path, seconds=2, size=(640, 480))
+    video = make_video(tmp_path, seconds=6, size=(640, 480), with_audio=False)
     turns = [RequestTurn("user", [MediaPart(video, "video/mp4", "files/v"), TextPart("?")])]
     caps = qwen_engine.capabilities
     low = assemble(turns, None, capabilities=caps, media_resolution=LOW)
     high = assemble(turns, None, capabilities=caps, media_resolution=HIGH)
-    assert qwen_engine.count_tokens(low) < qwen_engine.count_tokens(high)
+    budget = qwen_engine.count_tokens(low)
+    assert budget < qwen_engine.count_tokens(high)
+    # The frame thinning counts at the level too: in a context that fits every LOW frame, HIGH keeps fewer.
+    fit = lambda level: assemble(turns, None, capabilities=caps, media_resolution=level, token_budget=budget,  # noqa: E731
+                                 count_tokens=qwen_engine.count_tokens)
+    assert not fit(LOW).thinning
+    assert len(fit(HIGH).images()) < len(low.images())
 
 
 def test_remote_mapping_downscales_and_sends_detail(photos):
