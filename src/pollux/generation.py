@@ -185,7 +185,8 @@ class GenerationService:
             prompt = prompt_assembly.assemble(
                 turns, inp.system, capabilities=engine.capabilities, token_budget=model.entry.input_token_limit,
                 count_tokens=engine.count_tokens, transcribe=self._transcriber(),
-                response_mime_type=inp.params.response_mime_type, response_schema=inp.params.response_schema)
+                response_mime_type=inp.params.response_mime_type, response_schema=inp.params.response_schema,
+                media_resolution=inp.media_resolution)
             native = engine.count_tokens(prompt)
         if native > model.entry.input_token_limit:
             raise InvalidArgument(f"The input token count ({native}) exceeds the maximum number of tokens allowed "

@@ -126,10 +126,12 @@ def assemble(
     transcribe: Transcribe | None = None,
     response_mime_type: str = "text/plain",
     response_schema: dict | None = None,
+    media_resolution: str | None = None,
 ) -> Prompt:
     """Build the prompt; raise InvalidArgument when it cannot fit `token_budget` even after thinning.
-    The response format matters only to box intent (JSON or the plain list)."""
-    prompt = _assemble(turns, system, capabilities, token_budget, count_tokens, transcribe)
+    The response format matters only to box intent (JSON or the plain list). `media_resolution`
+    (generationConfig's) is the level of every media part that names none of its own."""
+    prompt = _assemble(turns, system, capabilities, token_budget, count_tokens, transcribe, media_resolution)
     user = next((t for t in reversed(turns) if t.role == "user"), None)
     user_text = " ".join(p.text for p in user.parts if isinstance(p, TextPart)) if user else ""
     prompt.boxes = box_request(system, user_text, response_mime_type, response_schema)
@@ -137,7 +139,8 @@ def assemble(
 
 
 def _assemble(turns: list[RequestTurn], system: str | None, capabilities: Capabilities, token_budget: int | None,
-              count_tokens: CountTokens | None, transcribe: Transcribe | None) -> Prompt:
+              count_tokens: CountTokens | None, transcribe: Transcribe | None,
+              media_resolution: str | None = None) -> Prompt:
     videos: list[_Video] = []
     for turn in turns:
         for part in turn.parts:
@@ -153,7 +156,8 @@ def _assemble(turns: list[RequestTurn], system: str | None, capabilities: Capabi
         video.required = _frames_at(video.frames, mentions)
         video.kept = set(range(len(video.frames)))
 
-    build = lambda stand_ins: _build(turns, system, capabilities, transcribe, videos, stand_ins)  # noqa: E731
+    build = lambda stand_ins: _build(turns, system, capabilities, transcribe, videos, stand_ins,  # noqa: E731
+                                     media_resolution)
     if token_budget is None or count_tokens is None:
         return build(False)
     if not videos:
@@ -217,7 +221,7 @@ def _frames_at(frames: Sequence[Frame], seconds: list[float]) -> set[int]:
 # ---------------------------------------------------------------------------------- building
 
 def _build(turns: list[RequestTurn], system: str | None, caps: Capabilities, transcribe: Transcribe | None,
-           videos: list[_Video], stand_ins: bool) -> Prompt:
+           videos: list[_Video], stand_ins: bool, media_resolution: str | None = None) -> Prompt:
     """The prompt for the current frame selection; `stand_ins` reuses one decoded frame per video
     for every frame (same size), so token counting during thinning never decodes them all."""
     by_part = {id(v.part): v for v in videos}
@@ -232,18 +236,24 @@ def _build(turns: list[RequestTurn], system: str | None, caps: Capabilities, tra
                 segments.append(part)
                 continue
             p = part.prepared
+            res = part.resolution or media_resolution  # resolved once here: every engine reads the same level
             if isinstance(p, PreparedImage):
-                segments.append(Image(p.image, p.original_size, source=part.source,
-                                      cache_key=f"{p.sha256}:{p.image.size[0]}x{p.image.size[1]}"))
+                segments.append(Image(p.image, p.original_size, source=part.source, resolution=res,
+                                      cache_key=f"{p.sha256}:{p.image.size[0]}x{p.image.size[1]}{_res_key(res)}"))
             elif isinstance(p, PreparedVideo):
-                segments.extend(_video_segments(by_part[id(part)], stand_ins))
+                segments.extend(_video_segments(by_part[id(part)], stand_ins, res))
             elif isinstance(p, PreparedAudio):
                 segments.extend(_audio_segments(part, p, caps, transcribe))
         out.append(Turn(role=turn.role, segments=segments))
     return Prompt(turns=out, system=system)
 
 
-def _video_segments(video: _Video, stand_ins: bool) -> list[Segment]:
+def _res_key(resolution: str | None) -> str:
+    """Part of a cache key: features computed at one level are not another level's."""
+    return f"/{resolution}" if resolution else ""
+
+
+def _video_segments(video: _Video, stand_ins: bool, resolution: str | None = None) -> list[Segment]:
     prepared: PreparedVideo = video.part.prepared  # type: ignore[assignment]
     kept = sorted(video.kept | video.required)
     segments: list[Segment] = []
@@ -263,7 +273,8 @@ def _video_segments(video: _Video, stand_ins: bool) -> list[Segment]:
         segments.append(Text(mmss(frame.timestamp), modality="VIDEO"))
         image = stand_in if stand_in is not None else frame.load()
         segments.append(Image(image, prepared.original_size, modality="VIDEO", timestamp=frame.timestamp,
-                              source=video.part.source, cache_key=f"{prepared.sha256}@{frame.timestamp:.3f}"))
+                              source=video.part.source, resolution=resolution,
+                              cache_key=f"{prepared.sha256}@{frame.timestamp:.3f}{_res_key(resolution)}"))
         for seg in placed.get(k, []):
             segments.append(Text(transcript_line(seg), modality="AUDIO"))
     return segments

@@ -27,6 +27,7 @@ class Image:
     timestamp: float | None = None  # seconds into the video, for frames
     source: str = ""  # "files/abc", "inline[0]": lets answers and boxes refer back
     cache_key: str | None = None  # stable id of (content, preparation) for vision-feature caches
+    resolution: str | None = None  # effective mediaResolution (part override, else global); engines/resolution.py
 
 
 @dataclass
@@ -123,7 +124,7 @@ class MediaPart:
     mime_type: str
     source: str  # "files/abc" or "inline[3]"
     video: VideoOptions | None = None
-    resolution: str | None = None  # the part's mediaResolution (Gemini 3 token accounting)
+    resolution: str | None = None  # the part's own mediaResolution; assembly falls back to the global one
 
 
 @dataclass

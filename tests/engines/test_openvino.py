@@ -445,3 +445,17 @@ def test_families_without_a_fast_path_use_transformers(tiny_qwen, ov_settings, p
     assert not engine.fast and "qwen2_5_vl" in engine.fallback_reason
     assert engine.info()["runtime"] == "transformers"
     assert run(engine, one_image(photos), max_output_tokens=3)[-1].finish_reason
+
+
+def test_media_resolution_levels_equal_transformers(ov_fp32, smol_engine, photos):
+    """mediaResolution on OpenVINO: the same tiles as transformers at each level (issue 12, part 2)."""
+    photo = photos["astronaut"].resize((1024, 768))
+    lengths = []
+    for level in ("MEDIA_RESOLUTION_LOW", "MEDIA_RESOLUTION_HIGH"):
+        prompt = Prompt([Turn("user", [Image(photo, photo.size, cache_key=f"a:{level}", resolution=level),
+                                       Text("What is this?")])])
+        assert steps(run(ov_fp32, prompt, max_output_tokens=4, temperature=0.0)) == \
+            steps(run(smol_engine, prompt, max_output_tokens=4, temperature=0.0))
+        lengths.append(ov_fp32.prepare_prompt(prompt).length)
+        assert lengths[-1] == ov_fp32.count_tokens(prompt) == smol_engine.count_tokens(prompt)
+    assert lengths[0] < lengths[1]

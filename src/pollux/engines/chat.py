@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from pollux.engines import resolution
 from pollux.prompt_types import Image, Prompt, Text
 
 Size = tuple[int, int]  # width, height
@@ -119,7 +120,18 @@ class SmolVLMFormat(ChatFormat):
                 f"{timedelta(seconds=duration)} [H:MM:SS] video.\n")
 
     def _splits(self, image: Image) -> bool:
-        return image.modality != "VIDEO" and bool(self.processor.image_processor.do_image_splitting)
+        row = resolution.settings(self.family, image.resolution)
+        default = bool(self.processor.image_processor.do_image_splitting)
+        return image.modality != "VIDEO" and (row["split"] if row else default)
+
+    def _image_kwargs(self, image: Image) -> dict[str, Any]:
+        """Processor kwargs for this image: splitting, and the longest edge tiles are cut from."""
+        out: dict[str, Any] = {"do_image_splitting": self._splits(image)}
+        row = resolution.settings(self.family, image.resolution)
+        if row and image.modality != "VIDEO":
+            tile = self.processor.image_processor.max_image_size["longest_edge"]
+            out["size"] = {"longest_edge": row["tiles"] * tile}
+        return out
 
     def encode(self, prompt: Prompt) -> Encoded:
         import torch
@@ -130,7 +142,7 @@ class SmolVLMFormat(ChatFormat):
         if images:
             pixel_values, masks, rows, cols = [], [], [], []
             for image in images:
-                out = self.processor.image_processor([[image.image]], do_image_splitting=self._splits(image),
+                out = self.processor.image_processor([[image.image]], **self._image_kwargs(image),
                                                      return_row_col_info=True, return_tensors="pt")
                 pixel_values.append(out["pixel_values"][0])
                 masks.append(out["pixel_attention_mask"][0])
@@ -149,8 +161,7 @@ class SmolVLMFormat(ChatFormat):
             rows, cols = [], []
             for image in images:
                 w, h = image.image.size
-                _, r, c = self.processor.image_processor.get_number_of_image_patches(
-                    h, w, {"do_image_splitting": self._splits(image)})
+                _, r, c = self.processor.image_processor.get_number_of_image_patches(h, w, self._image_kwargs(image))
                 split = self._splits(image) and (r, c) != (1, 1)
                 rows.append(r if split else 0)
                 cols.append(c if split else 0)
@@ -167,7 +178,8 @@ class QwenVLFormat(ChatFormat):
     def _target_size(self, image: Image) -> Size:
         """The image's size after the pixel cap (frames get a smaller cap than still images)."""
         key = "frame_max_pixels" if image.modality == "VIDEO" else "max_pixels"
-        cap = int(self.options.get(key, 448 * 448 if image.modality == "VIDEO" else 1280 * 28 * 28))
+        row = resolution.settings(self.family, image.resolution)
+        cap = int(row[key] if row else self.options.get(key, 448 * 448 if image.modality == "VIDEO" else 1280 * 28 * 28))
         w, h = image.image.size
         if w * h <= cap:
             return w, h

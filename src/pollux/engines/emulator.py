@@ -1,7 +1,7 @@
 """The emulator: a deterministic engine for app developers' CI and for seeing what a model is given.
 
 It answers with a readable account of the prompt (each part in order; images with their prepared
-size, video frames with `MM:SS`, transcripts, audio durations), streamed in several chunks. It
+size, or the smaller one its mediaResolution gives it, as the remote engine sends it; video frames with `MM:SS`, transcripts, audio durations), streamed in several chunks. It
 honours maxOutputTokens, stopSequences, candidateCount and JSON output, and answers box requests
 with the bounding box of the image's foreground (pixels unlike its corner), in Gemini's
 [ymin, xmin, ymax, xmax] 0-1000 convention, so box-drawing apps can be tested end to end.
@@ -16,6 +16,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from pollux.engines import resolution
 from pollux.engines.base import Capabilities, Delta, Engine, GenerationParams
 from pollux.prompt_types import Audio, Image, Prompt, Text
 
@@ -118,12 +119,14 @@ def _describe(seg) -> str:
         kind = "text" if seg.modality == "TEXT" else f"{seg.modality.lower()} text"
         return f"{kind}: {seg.text}"
     if isinstance(seg, Image):
-        w, h = seg.image.size
+        w, h = resolution.generic_size(seg.image.size, seg.resolution, seg.timestamp is not None)
         ow, oh = seg.original_size
         where = f" from {seg.source}" if seg.source else ""
+        level = resolution.level(seg.resolution)
+        at = f" at {level}" if level else ""
         if seg.timestamp is not None:
-            return f"[{mmss(seg.timestamp)}] video frame {w}x{h}{where}"
-        return f"image {w}x{h} (original {ow}x{oh}){where}"
+            return f"[{mmss(seg.timestamp)}] video frame {w}x{h}{at}{where}"
+        return f"image {w}x{h}{at} (original {ow}x{oh}){where}"
     if isinstance(seg, Audio):
         return f"audio {seg.duration:.1f} s{' from ' + seg.source if seg.source else ''}"
     return repr(seg)

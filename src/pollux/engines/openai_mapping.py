@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from pollux.engines import resolution
 from pollux.engines.base import Delta, GenerationParams
 from pollux.prompt_types import Audio, FunctionCall, FunctionResponse, Image, Prompt, Text
 
@@ -48,12 +49,12 @@ class DataURLCache:
     def __call__(self, image: Image) -> str:
         key = image.cache_key
         if key is None:
-            return data_url(image.image, image.timestamp is not None)
+            return _encode(image)
         with self._lock:
             if key in self._items:
                 self._items.move_to_end(key)
                 return self._items[key]
-        url = data_url(image.image, image.timestamp is not None)
+        url = _encode(image)
         with self._lock:
             if key not in self._items:
                 self._items[key] = url
@@ -64,7 +65,17 @@ class DataURLCache:
 
 
 def _encode(image: Image) -> str:
-    return data_url(image.image, image.timestamp is not None)
+    """The prepared image, downscaled to its mediaResolution level (engines/resolution.py), as a data URL."""
+    frame = image.timestamp is not None
+    return data_url(resolution.generic_image(image.image, image.resolution, frame), frame)
+
+
+def _image_part(image: Image, image_url) -> dict:
+    part: dict[str, Any] = {"url": image_url(image)}
+    row = resolution.settings("generic", image.resolution)
+    if row:  # OpenAI-compatible servers read `detail` (vLLM and llama.cpp ignore it harmlessly)
+        part["detail"] = row["detail"]
+    return {"type": "image_url", "image_url": part}
 
 
 def wav_base64(samples: Any, rate: int = 16000) -> str:
@@ -99,7 +110,7 @@ def messages(prompt: Prompt, *, audio: bool = False, image_url=_encode) -> list[
                 else:
                     content.append({"type": "text", "text": seg.text})
             elif isinstance(seg, Image):
-                content.append({"type": "image_url", "image_url": {"url": image_url(seg)}})
+                content.append(_image_part(seg, image_url))
             elif isinstance(seg, Audio):
                 if audio:
                     content.append({"type": "input_audio", "input_audio": {"data": wav_base64(seg.samples),

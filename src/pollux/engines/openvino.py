@@ -320,9 +320,9 @@ class OpenVINOEngine(TransformersEngine):
     def _ov_encode_image(self, image: Image, cancel: threading.Event | None) -> Features:
         import numpy as np
 
-        splits = self.format._splits(image)  # type: ignore[union-attr]
         out = self.format.processor.image_processor(  # type: ignore[union-attr]
-            [[image.image]], do_image_splitting=splits, return_row_col_info=True, return_tensors="pt")
+            [[image.image]], **self.format._image_kwargs(image),  # type: ignore[union-attr]
+            return_row_col_info=True, return_tensors="pt")
         pixels, masks = out["pixel_values"], out["pixel_attention_mask"]
         parts = []
         for start in range(0, pixels.shape[1], VISION_CHUNK):

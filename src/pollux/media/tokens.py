@@ -65,8 +65,8 @@ def _resolution(value: str | None) -> str | None:
 
 
 def count_image(width: int, height: int, profile: str = DEFAULT_PROFILE, resolution: str | None = None) -> int:
-    """Tokens for one image of the given original size (see module doc); `resolution` only counts on
-    the gemini-3 profile."""
+    """Tokens for one image of the given original size (see module doc); `resolution` counts on the
+    gemini-3 profile and, at LOW, on gemini-2 (gemini-1.5 has no mediaResolution: always 258)."""
     _check_profile(profile)
     if profile == "gemini-3":
         return GEMINI3_IMAGE.get(_resolution(resolution), GEMINI3_IMAGE[None])
