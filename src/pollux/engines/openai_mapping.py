@@ -18,6 +18,7 @@ from typing import Any
 
 from pollux.engines import resolution
 from pollux.engines.base import Delta, GenerationParams
+from pollux.lru import BytesLRU
 from pollux.prompt_types import Audio, FunctionCall, FunctionResponse, Image, Prompt, Text
 
 FINISH_REASONS = {"stop": "STOP", "length": "MAX_TOKENS", "content_filter": "SAFETY", "tool_calls": "STOP",
@@ -39,28 +40,19 @@ class DataURLCache:
     about many times, or a video's frames, are encoded once."""
 
     def __init__(self, max_bytes: int = 256 * 1024 * 1024):
-        import threading
-        from collections import OrderedDict
+        self._urls: BytesLRU[str] = BytesLRU(max_bytes, len)
 
-        self.max_bytes, self.size = max_bytes, 0
-        self._items: "OrderedDict[str, str]" = OrderedDict()
-        self._lock = threading.Lock()
+    @property
+    def size(self) -> int:
+        return self._urls.size
 
     def __call__(self, image: Image) -> str:
         key = image.cache_key
         if key is None:
             return _encode(image)
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-        url = _encode(image)
-        with self._lock:
-            if key not in self._items:
-                self._items[key] = url
-                self.size += len(url)
-            while self.size > self.max_bytes and self._items:
-                self.size -= len(self._items.popitem(last=False)[1])
+        if (url := self._urls.get(key)) is None:
+            url = _encode(image)
+            self._urls.put(key, url)
         return url
 
 

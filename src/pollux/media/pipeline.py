@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from PIL import Image
 
 from pollux.errors import UnsupportedMedia
+from pollux.lru import BytesLRU
 from pollux.media import artifact
 from pollux.media import mime as mime_types
 from pollux.media.audio import load_audio, prepare_audio
@@ -107,46 +108,14 @@ def _image_key(blob: Path, settings: Settings) -> tuple | None:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, settings.max_image_pixels)
 
 
-class _PreparedImages:
-    """Recently used prepared images, bounded by their pixels' bytes: asking about the same uploaded image
-    again costs no decode and no resize (the emulator and cached engines would otherwise spend most of a
-    request there)."""
-
-    def __init__(self, budget: int):
-        from collections import OrderedDict
-
-        self.budget = budget
-        self._items: OrderedDict[tuple, PreparedImage] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
-
-    @staticmethod
-    def _size(image: PreparedImage) -> int:
-        w, h = image.image.size
-        return w * h * len(image.image.getbands())
-
-    def get(self, key: tuple) -> PreparedImage | None:
-        with self._lock:
-            image = self._items.get(key)
-            if image is not None:
-                self._items.move_to_end(key)
-            return image
-
-    def put(self, key: tuple, image: PreparedImage) -> None:
-        size = self._size(image)
-        if size > self.budget:
-            return
-        with self._lock:
-            if key in self._items:
-                return
-            self._items[key] = image
-            self._bytes += size
-            while self._bytes > self.budget:
-                _, old = self._items.popitem(last=False)
-                self._bytes -= self._size(old)
+def _pixel_bytes(image: PreparedImage) -> int:
+    w, h = image.image.size
+    return w * h * len(image.image.getbands())
 
 
-_prepared_images = _PreparedImages(PREPARED_IMAGE_MEMORY)
+# Recently used prepared images: asking about the same uploaded image again costs no decode and no resize
+# (the emulator and cached engines would otherwise spend most of a request there).
+_prepared_images: BytesLRU[PreparedImage] = BytesLRU(PREPARED_IMAGE_MEMORY, _pixel_bytes)
 
 
 def prepare_inline(mime: str, data: bytes, settings: Settings, scratch_dir: Path) -> Prepared:
