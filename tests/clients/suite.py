@@ -26,6 +26,13 @@ def run_driver(command: list[str], server: Server, media: Path, out: Path, cwd: 
     return json.loads(out.read_text())
 
 
+def run_node_driver(name: str, node_dir: Path, server: Server, media: Path, out: Path) -> dict:
+    """A node driver from DRIVERS, run from the node folder (ESM resolves bare imports next to the script)."""
+    script = node_dir / name
+    script.write_bytes((DRIVERS / name).read_bytes())
+    return run_driver(["node", str(script)], server, media, out, cwd=node_dir)
+
+
 def python_driver(python: Path | str, name: str) -> list[str]:
     return [str(python), str(DRIVERS / name)]
 

@@ -1,20 +1,16 @@
 """The Vercel AI SDK: `ai` + `@ai-sdk/google` (`baseURL`), a node program."""
 
-import shutil
-
 import pytest
 
-from tests.clients.suite import DRIVERS, assert_usage, case, run_driver
+from tests.clients.suite import assert_usage, case, run_node_driver
 
 pytestmark = pytest.mark.clients
 
 
 @pytest.fixture(scope="module")
 def results(clients, server, media, tmp_path_factory):
-    # ESM resolves `ai` next to the script, so the driver runs from the node folder.
-    script = shutil.copy(DRIVERS / "ai_sdk_cases.mjs", clients.node_dir / "ai_sdk_cases.mjs")
-    return run_driver(["node", str(script)], server, media, tmp_path_factory.mktemp("ai-sdk") / "results.json",
-                      cwd=clients.node_dir)
+    return run_node_driver("ai_sdk_cases.mjs", clients.node_dir, server, media,
+                           tmp_path_factory.mktemp("ai-sdk") / "results.json")
 
 
 def test_generate_text(results):

@@ -1,19 +1,16 @@
 """The Node SDK `@google/genai`: cachedContents, the Interactions API and mediaResolution (issue 12)."""
 
-import shutil
-
 import pytest
 
-from tests.clients.suite import DRIVERS, case, run_driver
+from tests.clients.suite import case, run_node_driver
 
 pytestmark = pytest.mark.clients
 
 
 @pytest.fixture(scope="module")
 def results(clients, server, media, tmp_path_factory):
-    script = shutil.copy(DRIVERS / "genai_js_cases.mjs", clients.node_dir / "genai_js_cases.mjs")
-    return run_driver(["node", str(script)], server, media, tmp_path_factory.mktemp("genai-js") / "results.json",
-                      cwd=clients.node_dir)
+    return run_node_driver("genai_js_cases.mjs", clients.node_dir, server, media,
+                           tmp_path_factory.mktemp("genai-js") / "results.json")
 
 
 def test_caches_round_trip(results):
