@@ -422,7 +422,7 @@ async def get_interaction(request: Request) -> Response:
     iid = _interaction_id(request)
     found = await run_in_threadpool(_store(request).get, project, iid) if iid else None
     if found is None:
-        raise NotFound(f"Interaction {request.path_params['interaction_id']!r} was not found.")
+        raise _not_found(request)
     if _flag(request, "stream"):
         last = request.query_params.get("last_event_id", "")
         after = int(last.rpartition(":")[2]) if last.rpartition(":")[2].isdigit() else 0
@@ -430,6 +430,10 @@ async def get_interaction(request: Request) -> Response:
     if request.query_params.get("include_input") is not None and not _flag(request, "include_input"):
         found = {**found, "steps": [s for s in found["steps"] if s["type"] != "user_input"]}
     return JSONResponse(found)
+
+
+def _not_found(request: Request) -> NotFound:
+    return NotFound(f"Interaction {request.path_params['interaction_id']!r} was not found.")
 
 
 def _flag(request: Request, name: str) -> bool:
@@ -441,7 +445,7 @@ async def delete_interaction(request: Request) -> Response:
     project = await ctx(request).auth.project_async(request)
     iid = _interaction_id(request)
     if not (iid and await run_in_threadpool(_store(request).delete, project, iid)):
-        raise NotFound(f"Interaction {request.path_params['interaction_id']!r} was not found.")
+        raise _not_found(request)
     return JSONResponse({})
 
 
@@ -451,5 +455,5 @@ async def cancel_interaction(request: Request) -> Response:
     project = await ctx(request).auth.project_async(request)
     iid = _interaction_id(request)
     if not (iid and await run_in_threadpool(_store(request).get, project, iid)):
-        raise NotFound(f"Interaction {request.path_params['interaction_id']!r} was not found.")
+        raise _not_found(request)
     raise FailedPrecondition("Only background interactions can be cancelled; this one has already finished.")
