@@ -177,17 +177,18 @@ class MetadataStore:
             if self._locks_engine is not None:
                 self._locks_engine.dispose()
             if out_of_space(e):
-                raise StorageError(f"The disk holding {_safe_url(url)} is full ({e.orig or e}): free some space and "
+                raise StorageError(f"The disk holding {safe_url(url)} is full ({e.orig or e}): free some space and "
                                    "start again. Nothing was changed.") from None
             if not_writable(e):
-                raise StorageError(f"The metadata database {_safe_url(url)} is not writable ({e.orig or e}): mount the "
+                raise StorageError(f"The metadata database {safe_url(url)} is not writable ({e.orig or e}): mount the "
                                    "data dir read-write or pass another --data-dir.") from None
-            raise StorageError(f"The metadata database {_safe_url(url)} cannot be opened: {e.orig or e}. "
+            raise StorageError(f"The metadata database {safe_url(url)} cannot be opened: {e.orig or e}. "
                                "Restore it from a backup or run `pollux doctor` to inspect the data dir.") from None
 
     @classmethod
     def open(cls, settings: "Settings") -> "MetadataStore":
-        Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+        if settings.database_url is None:  # SQLite in the data dir
+            Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
         return cls(settings.resolved_database_url, pool_size=settings.database_pool_size,
                    max_overflow=settings.database_max_overflow)
 
@@ -498,7 +499,7 @@ def _refuse_unstorable(ctx) -> None:
                               "longer than its field allows).") from ctx.original_exception
 
 
-def _safe_url(url: str) -> str:
+def safe_url(url: str) -> str:
     return url.split("@", 1)[-1] if "@" in url else url
 
 
