@@ -209,3 +209,17 @@ def test_text_the_database_cannot_store_is_bad_input(stores, store_url):
     with pytest.raises(InvalidArgument):
         store.insert_session(s)
     assert store.get_session(s.id) is None
+
+
+def test_the_pool_is_sized_by_settings(store_url, tmp_path):
+    from pollux.settings import Settings
+
+    settings = Settings(data_dir=tmp_path / "d", database_url=store_url, database_pool_size=3, database_max_overflow=2)
+    store = MetadataStore.open(settings)
+    try:
+        if store_url.startswith("postgresql"):
+            assert store.engine.pool.size() == 3 and store.engine.pool._max_overflow == 2
+        else:
+            assert store.engine.pool.size() == 5  # SQLAlchemy's own default: SQLite is left as it was
+    finally:
+        store.close()
