@@ -75,6 +75,20 @@ def test_start_up_leaves_a_live_nodes_commit_alone_and_settles_a_dead_ones(nodes
     assert asyncio.run(a.finalize(s.id)).size_bytes == len(data)
 
 
+def test_the_sweep_settles_a_commit_whose_node_died(nodes):
+    data = png_bytes()
+    a, b = nodes(), nodes()
+    s = _upload_part(a, data, len(data))
+    held = a.store.try_lock(lock_name(s.id))
+    assert a.store.begin_commit(s.id, _intent(s, data))
+    b.sweep()
+    assert b.store.get_session(s.id).status == "committing"  # node A is alive: left alone
+    held.release()  # node A dies
+    b.sweep()
+    assert b.store.get_session(s.id).status == "active"
+    assert asyncio.run(b.finalize(s.id)).size_bytes == len(data)
+
+
 def test_housekeeping_runs_on_one_node_at_a_time(nodes):
     a, b = nodes(), nodes()
     rec = asyncio.run(a.upload_stream("demo", NewFile(mime_type="image/png"), _chunks(png_bytes()), "raw"))

@@ -47,12 +47,7 @@ class Survey:
 def settle_commits(store: MetadataStore, blobs: LocalBlobStore) -> dict[str, list[str]]:
     """Finish or undo every commit a crash interrupted (see `settle`), and give blobs renamed by a
     version that recorded no intent back to their sessions."""
-    done: dict[str, list[str]] = {"forward": [], "back": [], "lost": []}
-    for s in store.sessions_in("committing"):
-        with claim(store, s.id) as mine:
-            s = store.get_session(s.id) if mine else None  # as it is now that nobody else may change it
-            if s is not None and s.status == "committing":
-                done[settle(store, blobs, s)].append(s.id)
+    done = settle_abandoned(store, blobs)
     for s in store.sessions_in("active"):
         if not s.received or blobs.has_staging(s.id):
             continue
@@ -63,6 +58,18 @@ def settle_commits(store: MetadataStore, blobs: LocalBlobStore) -> dict[str, lis
                     and s.file_id not in store.tombstoned():
                 blobs.uncommit(s.file_id, s.id)
                 done["back"].append(s.id)
+    return done
+
+
+def settle_abandoned(store: MetadataStore, blobs: LocalBlobStore) -> dict[str, list[str]]:
+    """Settle every commit nobody is making any more (see `settle`): at start-up, every one; on a shared
+    database also from the periodic sweep, for commits of nodes that died (their lock died with them)."""
+    done: dict[str, list[str]] = {"forward": [], "back": [], "lost": []}
+    for s in store.sessions_in("committing"):
+        with claim(store, s.id) as mine:
+            s = store.get_session(s.id) if mine else None  # as it is now that nobody else may change it
+            if s is not None and s.status == "committing":
+                done[settle(store, blobs, s)].append(s.id)
     return done
 
 

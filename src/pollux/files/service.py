@@ -148,6 +148,8 @@ class FileService:
         return count
 
     def _sweep_expired(self, now: int) -> int:
+        if self.store.is_postgres:  # other nodes may have died mid-commit; this process's commits hold their lock
+            recovery.settle_abandoned(self.store, self.blobs)
         count = 0
         for rec in self.store.expired_files(now):
             if self.store.delete_file(rec.project, rec.id):
@@ -155,7 +157,7 @@ class FileService:
                 count += 1
         for s in self.store.stale_sessions(now):
             if s.status == "committing":
-                continue  # settled by the next start-up, never swept halfway
+                continue  # settled (by start-up, or above), never swept halfway
             self.blobs.discard_staging(s.id)
             self.store.delete_session(s.id)
             self._forget_hasher(s.id)
