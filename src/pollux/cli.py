@@ -6,6 +6,9 @@ import typer
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Pollux: the Gemini API, self-hosted.")
 
+DATABASE_URL_HELP = ("The metadata database's SQLAlchemy URL, e.g. postgresql+psycopg://user@host/pollux "
+                     "(default: SQLite in the data dir).")
+
 
 @app.command()
 def serve(
@@ -19,6 +22,7 @@ def serve(
                                    "llama.cpp, LM Studio): its /v1 base URL; comma-separated for replicas."),
     engine_model: str = typer.Option(None, "--engine-model", help="The served model the Gemini aliases use "
                                      "(default: the first of /v1/models)."),
+    database_url: str = typer.Option(None, "--database-url", help=DATABASE_URL_HELP),
 ) -> None:
     """Start the server."""
     import uvicorn
@@ -29,7 +33,7 @@ def serve(
     from pollux.files.store import StorageError
 
     settings = load_settings(config, host=host, port=port, data_dir=data_dir, emulator=emulator, log_level=log_level,
-                             engine_url=engine_url, engine_model=engine_model)
+                             engine_url=engine_url, engine_model=engine_model, database_url=database_url)
     try:
         app_ = create_app(settings)
     except StorageError as e:  # a data dir we must not serve from: say why, no traceback
@@ -82,6 +86,23 @@ def backup(dest: str = typer.Argument(..., help="A new or empty directory."),
         raise typer.Exit(2) from None
     typer.echo(f"backed up {done.files} file(s), {done.bytes} bytes, to {dest}"
                + (f" ({done.dropped} deleted meanwhile, left out)" if done.dropped else ""))
+
+
+@app.command()
+def migrate(database_url: str = typer.Option(None, "--database-url", help=DATABASE_URL_HELP),
+            data_dir: str = typer.Option(None, "--data-dir"), config: str = typer.Option(None, "--config")) -> None:
+    """Bring the metadata database's schema to this version's (start-up does it too); print the revision."""
+    from pollux.files.store import MetadataStore, StorageError, safe_url
+    from pollux.settings import load_settings
+
+    settings = load_settings(config, data_dir=data_dir, database_url=database_url)
+    try:
+        store = MetadataStore.open(settings)
+    except StorageError as e:
+        typer.echo(f"pollux: {e}", err=True)
+        raise typer.Exit(2) from None
+    store.close()
+    typer.echo(f"{safe_url(settings.resolved_database_url)} is at revision {store.revision}")
 
 
 keys_app = typer.Typer(help="API keys (stored hashed).", no_args_is_help=True)

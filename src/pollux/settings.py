@@ -20,6 +20,10 @@ class Settings(BaseModel):
     port: int = 8080
     data_dir: Path = Path("pollux-data")
     database_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite in data_dir")
+    database_pool_size: int = Field(5, ge=1, description="connections each process keeps open to a server "
+                                    "database (PostgreSQL); SQLite ignores it")
+    database_max_overflow: int = Field(10, ge=0, description="connections opened beyond the pool under load, "
+                                       "closed again when idle")
     public_base_url: str | None = Field(None, description="Base of file `uri`s; default: the request's host")
     api_keys: str = Field("", description="'key:project,key2:project2' (dev/test convenience)")
     emulator: bool = Field(False, description="answer every catalog model with the emulator engine")
