@@ -176,3 +176,41 @@ def test_workers_zero_claims_nothing_and_the_old_setting_name_still_counts(setti
     time.sleep(0.3)
     assert svc.processor.jobs.get("idle")["attempt"] == 0 and svc.get("demo", "idle").state == State.PROCESSING
     svc.stop()
+
+
+def test_an_upload_here_starts_processing_at_once_not_at_the_next_poll(settings, tmp_path):
+    """The embedded server wakes its own loops: with an hour between polls the video is still prepared."""
+    from tests.fixtures.media import write_video
+
+    svc = FileService(settings.model_copy(update={"job_poll_seconds": 3600}))
+    svc.start()
+    time.sleep(0.2)  # the loops are asleep in their poll wait
+    data = write_video(tmp_path / "v.mp4", seconds=1).read_bytes()
+    rec = asyncio.run(svc.upload_stream("demo", NewFile(mime_type="video/mp4"), _chunks(data), "raw"))
+    assert svc.processor.wait_idle(60)
+    assert svc.get("demo", rec.name).state == State.ACTIVE
+    svc.stop()
+
+
+def test_a_file_deleted_through_another_node_cancels_its_job_at_the_next_heartbeat(db_settings, tmp_path):
+    from tests.fixtures.media import write_video
+
+    svc = FileService(db_settings.model_copy(update={"job_lease_seconds": 0.6}))
+    started = threading.Event()
+
+    def slow(rec, prepared, _settings):
+        started.set()
+        while not svc.processor.is_cancelled(rec.key):
+            time.sleep(0.02)
+
+    svc.processor.hooks.append(slow)
+    svc.start()
+    data = write_video(tmp_path / "v.mp4", seconds=1).read_bytes()
+    rec = asyncio.run(svc.upload_stream("demo", NewFile(mime_type="video/mp4"), _chunks(data), "raw"))
+    assert started.wait(30)
+    other_node = MetadataStore(svc.store.url)  # its delete does not reach this process's cancel()
+    assert other_node.delete_file("demo", rec.id) == rec.key
+    assert svc.processor.wait_idle(30)
+    assert svc.processor.jobs.get(rec.key) is None and not svc.blobs.blob_path(rec.key).exists()
+    other_node.close()
+    svc.stop()

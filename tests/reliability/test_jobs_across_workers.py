@@ -62,14 +62,23 @@ def _until(cond, timeout: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def cluster(request, tmp_path):
-    """An API-only server over SQLite in its data dir or over a fresh PostgreSQL database; workers join it."""
-    url = request.getfixturevalue("postgres_url") if request.param == "postgres" else None
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def api_node(request, tmp_path_factory):
+    """An API-only server over SQLite in its data dir or over a fresh PostgreSQL database (one per module)."""
+    base = tmp_path_factory.mktemp(request.param)
+    url = request.getfixturevalue("pg_cluster").new_database() if request.param == "postgres" else None
+    server = Server(base / "data", env={**JOB_ENV, **({"POLLUX_DATABASE_URL": url} if url else {})})
+    server.args.append("--no-workers")
+    with server:
+        yield server, url
+
+
+@pytest.fixture
+def cluster(api_node, tmp_path):
+    """The API node, a factory for workers joining it (all killed after the test) and the hook's marker dir."""
+    server, url = api_node
     marks = tmp_path / "marks"
     marks.mkdir()
-    server = Server(tmp_path / "data", env={**JOB_ENV, **({"POLLUX_DATABASE_URL": url} if url else {})})
-    server.args.append("--no-workers")
     workers: list[Worker] = []
 
     def worker(name: str, **hook_env: str) -> Worker:
@@ -77,10 +86,9 @@ def cluster(request, tmp_path):
         workers.append(w)
         return w
 
-    with server:
-        yield server, worker, marks
-        for w in workers:
-            w.kill()  # SIGKILL also ends a stopped process
+    yield server, worker, marks
+    for w in workers:
+        w.kill()  # SIGKILL also ends a stopped process
 
 
 def _upload_video(server: Server, tmp_path: Path) -> tuple[str, str]:
@@ -150,3 +158,13 @@ def test_a_paused_zombie_workers_late_result_is_refused(cluster, tmp_path):
     after = _state(server, name)
     assert after["state"] == "ACTIVE" and "error" not in after
     assert _artifacts(server.data_dir, key) == published  # nothing deleted or rewritten by the zombie
+
+
+def test_sigterm_drains_a_worker_its_running_job_finishes_first(cluster, tmp_path):
+    server, worker, marks = cluster
+    name, key = _upload_video(server, tmp_path)
+    w = worker("draining", POLLUX_TEST_HOOK_SECONDS="2")
+    _until(lambda: _marked_by(marks, key), 60, "the worker to reach the slow step")
+    w.proc.send_signal(signal.SIGTERM)
+    assert w.proc.wait(60) == 0, w.text()
+    assert _state(server, name)["state"] == "ACTIVE" and _marked_by(marks, key) == {w.proc.pid}
