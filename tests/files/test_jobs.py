@@ -108,8 +108,6 @@ def test_start_up_adopts_processing_files_without_a_job(js):
 
 
 def test_retries_back_off_then_the_file_fails_with_the_error(db_settings, tmp_path):
-    from tests.fixtures.media import write_video
-
     settings = db_settings.model_copy(update={"job_retry_seconds": 0.3, "job_max_attempts": 3})
     svc = FileService(settings)
     calls: list[float] = []
@@ -120,8 +118,7 @@ def test_retries_back_off_then_the_file_fails_with_the_error(db_settings, tmp_pa
 
     svc.processor.hooks.append(flaky)
     svc.start()
-    data = write_video(tmp_path / "v.mp4", seconds=1).read_bytes()
-    rec = asyncio.run(svc.upload_stream("demo", NewFile(mime_type="video/mp4"), _chunks(data), "raw"))
+    rec = asyncio.run(svc.upload_stream("demo", NewFile(mime_type="video/mp4"), _chunks(_video(tmp_path)), "raw"))
     deadline = time.monotonic() + 60
     while svc.get("demo", rec.name).state == State.PROCESSING and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -144,10 +141,14 @@ def test_a_job_whose_file_was_deleted_before_its_claim_is_dropped(db_settings):
     svc.stop()
 
 
-def test_a_stop_gives_the_running_job_back_unfailed(db_settings, tmp_path):
+def _video(tmp_path) -> bytes:
     from tests.fixtures.media import write_video
 
-    svc = FileService(db_settings)
+    return write_video(tmp_path / "v.mp4", seconds=1).read_bytes()
+
+
+def _upload_held(svc: FileService, tmp_path) -> FileRecord:
+    """Start `svc` with a hook that holds each job until it is cancelled; upload a video; return once it is held."""
     started = threading.Event()
 
     def slow(rec, prepared, _settings):
@@ -157,9 +158,14 @@ def test_a_stop_gives_the_running_job_back_unfailed(db_settings, tmp_path):
 
     svc.processor.hooks.append(slow)
     svc.start()
-    data = write_video(tmp_path / "v.mp4", seconds=1).read_bytes()
-    rec = asyncio.run(svc.upload_stream("demo", NewFile(mime_type="video/mp4"), _chunks(data), "raw"))
+    rec = asyncio.run(svc.upload_stream("demo", NewFile(mime_type="video/mp4"), _chunks(_video(tmp_path)), "raw"))
     assert started.wait(30)
+    return rec
+
+
+def test_a_stop_gives_the_running_job_back_unfailed(db_settings, tmp_path):
+    svc = FileService(db_settings)
+    rec = _upload_held(svc, tmp_path)
     svc.stop()
     job = svc.processor.jobs.get(rec.key)
     assert job["owner"] is None and job["failures"] == 0 and job["lease_until_us"] <= now_us()
@@ -180,34 +186,18 @@ def test_workers_zero_claims_nothing_and_the_old_setting_name_still_counts(setti
 
 def test_an_upload_here_starts_processing_at_once_not_at_the_next_poll(settings, tmp_path):
     """The embedded server wakes its own loops: with an hour between polls the video is still prepared."""
-    from tests.fixtures.media import write_video
-
     svc = FileService(settings.model_copy(update={"job_poll_seconds": 3600}))
     svc.start()
     time.sleep(0.2)  # the loops are asleep in their poll wait
-    data = write_video(tmp_path / "v.mp4", seconds=1).read_bytes()
-    rec = asyncio.run(svc.upload_stream("demo", NewFile(mime_type="video/mp4"), _chunks(data), "raw"))
+    rec = asyncio.run(svc.upload_stream("demo", NewFile(mime_type="video/mp4"), _chunks(_video(tmp_path)), "raw"))
     assert svc.processor.wait_idle(60)
     assert svc.get("demo", rec.name).state == State.ACTIVE
     svc.stop()
 
 
 def test_a_file_deleted_through_another_node_cancels_its_job_at_the_next_heartbeat(db_settings, tmp_path):
-    from tests.fixtures.media import write_video
-
     svc = FileService(db_settings.model_copy(update={"job_lease_seconds": 0.6}))
-    started = threading.Event()
-
-    def slow(rec, prepared, _settings):
-        started.set()
-        while not svc.processor.is_cancelled(rec.key):
-            time.sleep(0.02)
-
-    svc.processor.hooks.append(slow)
-    svc.start()
-    data = write_video(tmp_path / "v.mp4", seconds=1).read_bytes()
-    rec = asyncio.run(svc.upload_stream("demo", NewFile(mime_type="video/mp4"), _chunks(data), "raw"))
-    assert started.wait(30)
+    rec = _upload_held(svc, tmp_path)
     other_node = MetadataStore(svc.store.url)  # its delete does not reach this process's cancel()
     assert other_node.delete_file("demo", rec.id) == rec.key
     assert svc.processor.wait_idle(30)
