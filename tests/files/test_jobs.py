@@ -204,3 +204,25 @@ def test_a_file_deleted_through_another_node_cancels_its_job_at_the_next_heartbe
     assert svc.processor.jobs.get(rec.key) is None and not svc.blobs.blob_path(rec.key).exists()
     other_node.close()
     svc.stop()
+
+
+def test_a_restart_on_the_same_machine_frees_the_dead_processes_jobs_at_once(js):
+    """After a crash the restarted server need not wait out its predecessor's lease; a live holder keeps its job."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    store, jobs = js
+    for key in ("dead", "live"):
+        _file(store, key)
+        jobs.enqueue(key)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    host = socket.gethostname()
+    dead = jobs.claim(f"{host}:{gone.stdout.strip()}/pollux-media-0", 30)
+    live = jobs.claim(f"{host}:{os.getpid()}/pollux-media-1", 30)
+    from pollux.files.processing import _alive
+
+    assert jobs.expire_dead_holders(host, _alive) == 1  # the exited process's job only
+    again = jobs.claim("restarted", 30)
+    assert again.key == dead.key and again.attempt == 2 and jobs.holds(live)

@@ -92,6 +92,19 @@ class JobStore:
         with self._write() as c:
             return len(c.execute(stmt.on_conflict_do_nothing(index_elements=["id"]).returning(jobs.c.id)).all())
 
+    def expire_dead_holders(self, host: str, alive) -> int:
+        """End the leases of holders on `host` whose process is gone (`alive(pid)` false): after a crash and
+        restart their jobs are claimable at once instead of when the lease passes. A reused pid only waits."""
+        with self.engine.connect() as c:
+            held = c.execute(select(jobs.c.id, jobs.c.attempt, jobs.c.owner).where(
+                jobs.c.owner.startswith(f"{host}:"), jobs.c.lease_until_us > now_us())).all()
+        dead = [row for row in held if not alive(_pid(row.owner))]
+        for row in dead:
+            with self._write() as c:  # still that attempt's: a live claimant is never touched
+                c.execute(update(jobs).where(jobs.c.id == row.id, jobs.c.attempt == row.attempt)
+                          .values(lease_until_us=now_us()))
+        return len(dead)
+
     def _insert(self):
         return (sqlite.insert if self.is_sqlite else postgresql.insert)(jobs)
 
@@ -180,6 +193,14 @@ class JobStore:
         with self.engine.connect() as c:
             row = c.execute(select(jobs).where(jobs.c.id == key)).mappings().first()
         return dict(row) if row else None
+
+
+def _pid(owner: str) -> int:
+    """The process id in an owner `host:pid/thread` (0 when unreadable: treated as alive by callers' checks)."""
+    try:
+        return int(owner.split("/", 1)[0].rsplit(":", 1)[1])
+    except (IndexError, ValueError):
+        return 0
 
 
 def _fence(job: Job):

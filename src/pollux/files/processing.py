@@ -51,6 +51,7 @@ DELETED, STOPPING, LOST = "deleted", "stopping", "lost"  # why a running job was
 class _Running:
     job: Job
     reason: str | None = None  # set once: the job should end
+    settling: bool = False  # its outcome is being committed (the heartbeat leaves it alone)
 
     def cancel(self, reason: str) -> None:
         if self.reason is None:
@@ -129,9 +130,12 @@ class Processor:
         self._notify()
 
     def resume(self) -> None:
-        """Queue a job for every PROCESSING file without one (at start-up, then at every sweep)."""
+        """Queue a job for every PROCESSING file without one and free the jobs of this machine's dead
+        processes (at start-up, then at every sweep)."""
         if added := self.jobs.adopt_orphans():
             log.info("queued processing for %d PROCESSING file(s) that had no job", added)
+        if freed := self.jobs.expire_dead_holders(socket.gethostname(), _alive):
+            log.info("%d job(s) held by a process of this machine that died are claimable now", freed)
         self._notify()
 
     def cancel(self, key: str) -> None:
@@ -199,6 +203,8 @@ class Processor:
             with self._lock:
                 running = list(self._running.values())
             for r in running:
+                if r.settling:
+                    continue
                 try:
                     if not self.jobs.renew(r.job, self.lease):
                         log.warning("processing %s: attempt %d lost its lease; its result will be discarded",
@@ -219,12 +225,15 @@ class Processor:
         try:
             self._process(r)
         except Exception as e:  # never let a job kill the loop
-            if out_of_space(e) or not_writable(e):  # e.g. the row's update on a full disk
-                log.warning("processing %s could not record its result (%s); retried later", job.key, e)
-                self._park(r)
-            else:
-                log.exception("processing %s crashed", job.key)
-                self._retry_or_fail(r, {"code": RPC_CODES["INTERNAL"], "message": f"Processing failed: {e}"})
+            try:
+                if out_of_space(e) or not_writable(e):  # e.g. the row's update on a full disk
+                    log.warning("processing %s could not record its result (%s); retried later", job.key, e)
+                    self._park(r)
+                else:
+                    log.exception("processing %s crashed", job.key)
+                    self._retry_or_fail(r, {"code": RPC_CODES["INTERNAL"], "message": f"Processing failed: {e}"})
+            except Exception as again:  # e.g. the database is away: the lease runs out and the job comes back
+                log.warning("processing %s: its failure could not be recorded (%s)", job.key, again)
         finally:
             with self._changed:
                 self._running.pop(job.key, None)
@@ -293,6 +302,7 @@ class Processor:
         if r.reason is not None:
             self._abandon(r)
             return
+        r.settling = True
         outcome = self.jobs.complete(r.job, **values)
         if outcome == GONE:
             self.blobs.remove(r.job.key)  # deleted meanwhile: leave nothing behind
@@ -325,3 +335,15 @@ class Processor:
             self.blobs.remove(r.job.key)
         else:
             self.jobs.release(r.job)
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return True  # unknown: let the lease decide
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
