@@ -157,6 +157,17 @@ class LocalBlobStore:
                 shutil.rmtree(dest_root / "artifacts" / key, ignore_errors=True)
         return True
 
+    # The seam media processing uses (files/processing.py); on local disk every node sees the same files.
+    def local_blob(self, key: str) -> Path:
+        return self.blob_path(key)
+
+    def publish_artifacts(self, key: str) -> None:
+        """After processing succeeded, make the artifacts visible to every node: here they already are."""
+
+    def fetch_artifacts(self, key: str) -> Path | None:
+        path = self.artifact_dir(key)
+        return path if path.is_dir() else None
+
 
 def _remove_tree(p: Path) -> None:
     if p.is_dir():

@@ -84,7 +84,7 @@ class FileService:
         self.settings = settings
         self.store = store or MetadataStore.open(settings)
         self.blobs = blobs or LocalBlobStore(settings.data_dir, fsync=settings.fsync)
-        self.processor = Processor(self)
+        self.processor = Processor(self.store, self.blobs, settings)
         # Predicates on a MIME type: true when a file of that type that needs no decoding (an image) still
         # has PROCESSING work (the Processor's hooks, e.g. vision features). Registered by the app wiring.
         self.processing_wanted: list[Callable[[str], bool]] = []
@@ -133,9 +133,9 @@ class FileService:
         self._dir_lock.release()
 
     def resume_processing(self) -> None:
-        """Submit every PROCESSING file (at start: jobs a stop or a crash interrupted)."""
-        for rec in self.store.files_in_state(State.PROCESSING):
-            self.processor.submit(rec.key)
+        """Queue a job for every PROCESSING file without one (jobs are kept in the database: a stop or a
+        crash leaves them there, claimable again)."""
+        self.processor.resume()
 
     def sweep(self) -> int:
         """Delete expired files (rows, then bytes) and dead upload sessions; retry waiting jobs."""
@@ -143,8 +143,7 @@ class FileService:
         with self.store.cluster_lock(HOUSEKEEPING) as mine:  # one node sweeps at a time; the others skip
             if mine:
                 count = self._sweep_expired(now_us())
-        for key in self.processor.take_waiting():  # the disk was full: try again (state is re-checked)
-            self.processor.submit(key)
+        self.processor.resume()  # a PROCESSING file whose job was never queued (its node died in between)
         return count
 
     def _sweep_expired(self, now: int) -> int:
