@@ -111,7 +111,7 @@ class Processor:
             rec = None
         if rec is None or self.is_cancelled(file_id):
             return
-        blob, artifact = svc.blobs.blob_path(file_id), svc.blobs.artifact_dir(file_id)
+        blob, artifact = svc.blobs.local_blob(file_id), svc.blobs.artifact_dir(file_id)
         decode = pipeline.needs_processing(rec.mime_type)  # else an image, decoded at upload and usable now
         if decode:
             shutil.rmtree(artifact, ignore_errors=True)  # a half-built artifact from a crash is never trusted
@@ -135,6 +135,7 @@ class Processor:
             with self._lock:
                 self._no_space.add(file_id)
             return
+        svc.blobs.publish_artifacts(file_id)  # visible to every node before the file turns ACTIVE
         if info is None:
             self._finish(file_id, state=State.ACTIVE)
             return
