@@ -21,16 +21,20 @@ KiB, MiB = 1 << 10, 1 << 20
 
 
 def _node(tmp_path, s3_server, bucket: str, name: str) -> Server:
+    """A node with its own data dir (cache), on the shared SQLite file and bucket."""
     srv = Server(tmp_path / name, env={**s3_server.env(),
                                        "POLLUX_DATABASE_URL": f"sqlite:///{tmp_path / 'shared.db'}"})
     srv.args += ["--blob-url", f"s3://{bucket}/cluster"]
     return srv
 
 
-@pytest.fixture
-def nodes(tmp_path, s3_server, s3_bucket):
-    a = _node(tmp_path, s3_server, s3_bucket, "a").start()
-    b = _node(tmp_path, s3_server, s3_bucket, "b").start()
+@pytest.fixture(scope="module")
+def nodes(tmp_path_factory, s3_server):
+    """One pair for the module (starting a node costs seconds); the kill test runs last."""
+    tmp, bucket = tmp_path_factory.mktemp("cluster"), s3_server.new_bucket(f"pollux-cluster-{os.getpid()}")
+    a = _node(tmp, s3_server, bucket, "a").start()
+    b = _node(tmp, s3_server, bucket, "b").start()
+    a.bucket = b.bucket = bucket
     yield a, b
     a.stop()
     b.stop()
@@ -64,41 +68,6 @@ def test_upload_started_on_one_node_continues_on_the_other(nodes):
     assert f["name"] in [x["name"] for x in _files(a)]  # listed on the first node
 
 
-def test_node_killed_mid_chunk_keeps_acknowledged_bytes(nodes, s3_server, s3_bucket):
-    a, b = nodes
-    data = u.fake_video(3 * MiB)
-    session = u.session_url(a.url, len(data))
-    assert u.send(_on(a, session), 0, data[:MiB]).status_code == 200
-
-    def slow():  # the second chunk: half of it, then the node dies
-        yield data[MiB:MiB + 512 * KiB]
-        time.sleep(30)
-        yield data[MiB + 512 * KiB:2 * MiB]
-
-    def send():
-        try:
-            u.send(_on(a, session), MiB, slow(), timeout=60)
-        except httpx.HTTPError:
-            pass
-
-    t = threading.Thread(target=send, daemon=True)
-    t.start()
-    time.sleep(1.5)
-    a.kill()
-    got = int(u.query(_on(b, session)).headers["x-goog-upload-size-received"])
-    assert got == MiB  # the acknowledged chunk survived; the interrupted one was never acknowledged
-    r = u.send(_on(b, session), got, data[got:], finalize=True)
-    assert r.status_code == 200, r.text
-    f = r.json()["file"]
-    assert u.sha_hex(f) == hashlib.sha256(data).hexdigest()
-    c = s3_server.client()
-    blob = c.get_object(Bucket=s3_bucket, Key=f"cluster/blobs/{f['name'].split('/')[1]}")["Body"].read()
-    assert blob == data
-    for other in _files(b):  # no ACTIVE file has bytes it does not describe
-        assert other["name"] == f["name"]
-    t.join(1)
-
-
 def test_video_processed_on_one_node_is_used_by_generation_on_the_other(nodes, tmp_path):
     from tests.fixtures.media import write_video
 
@@ -130,3 +99,41 @@ def test_wrong_credentials_stop_start_up_clearly(tmp_path, s3_server, s3_bucket)
     assert p.returncode == 2
     assert "refused the credentials" in p.stderr and "AWS_SECRET_ACCESS_KEY" in p.stderr, p.stderr
     assert "Traceback" not in p.stderr
+
+
+def test_node_killed_mid_chunk_keeps_acknowledged_bytes(nodes, s3_server):
+    a, b = nodes
+    data = u.fake_video(3 * MiB)
+    session = u.session_url(a.url, len(data))
+    assert u.send(_on(a, session), 0, data[:MiB]).status_code == 200
+
+    def slow():  # the second chunk: half of it, then the node dies
+        yield data[MiB:MiB + 512 * KiB]
+        time.sleep(30)
+        yield data[MiB + 512 * KiB:2 * MiB]
+
+    def send():
+        try:
+            u.send(_on(a, session), MiB, slow(), timeout=60)
+        except httpx.HTTPError:
+            pass
+
+    t = threading.Thread(target=send, daemon=True)
+    t.start()
+    time.sleep(1.5)
+    a.kill()
+    got = int(u.query(_on(b, session)).headers["x-goog-upload-size-received"])
+    assert got == MiB  # the acknowledged chunk survived; the interrupted one was never acknowledged
+    r = u.send(_on(b, session), got, data[got:], finalize=True)
+    assert r.status_code == 200, r.text
+    f = r.json()["file"]
+    assert u.sha_hex(f) == hashlib.sha256(data).hexdigest()
+    c = s3_server.client()
+    blob = c.get_object(Bucket=b.bucket, Key=f"cluster/blobs/{f['name'].split('/')[1]}")["Body"].read()
+    assert blob == data
+    for other in _files(b):  # no ACTIVE file has bytes other than those it describes
+        if other["state"] == "ACTIVE":
+            key = other["name"].split("/")[1]
+            stored = c.get_object(Bucket=b.bucket, Key=f"cluster/blobs/{key}")["Body"].read()
+            assert hashlib.sha256(stored).hexdigest() == u.sha_hex(other)
+    t.join(1)
