@@ -327,7 +327,7 @@ class S3Chunk:
     def write(self, data: bytes) -> None:
         self.buf += data
         self.size += len(data)
-        while len(self.buf) >= PART_BYTES:
+        while len(self.buf) > PART_BYTES:  # strictly: a chunk of exactly one part is a single PUT
             self._send(bytes(self.buf[:PART_BYTES]))
             del self.buf[:PART_BYTES]
 

@@ -480,7 +480,8 @@ class FileService:
         try:
             with storage_errors():  # a full disk keeps the upload resumable; a corrupt image is refused
                 try:
-                    assembly = self.blobs.assemble(s.id, rec.key, s.received, hasher, local=self._keep_local(s, decoded_later))
+                    local = self._keep_local(s, hasher, decoded_later)
+                    assembly = self.blobs.assemble(s.id, rec.key, s.received, hasher, local=local)
                 except FileNotFoundError:
                     raise InvalidArgument("The upload session's bytes were lost; start a new upload.") from None
                 if assembly.sha256 != rec.sha256:  # recorded before the blob can become visible
@@ -504,10 +505,11 @@ class FileService:
             self.processor.submit(rec.key)
         return rec
 
-    def _keep_local(self, s: UploadSession, decoded_later: bool) -> bool:
-        """Whether the commit writes a local copy as it goes (S3): images are decoded right now, and
-        media up to an eighth of the cache is processed soon; larger media is copied server-side."""
-        return not decoded_later or s.received <= self.settings.blob_cache_bytes // 8
+    def _keep_local(self, s: UploadSession, hasher, decoded_later: bool) -> bool:
+        """Whether the commit writes a local copy as it goes (S3): images are decoded right now; other
+        media when its bytes stream through this node anyway (the digest is computed here) and fit the
+        cache. Else big chunks are copied server-side and a processing node downloads the blob once."""
+        return not decoded_later or (hasher is None and s.received <= self.settings.blob_cache_bytes // 8)
 
     def _after_commit(self, session_id: str, key: str, publish: bool) -> None:
         """The chunks are no longer needed (S3; the local staging file was renamed), and an image's
