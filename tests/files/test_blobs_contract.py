@@ -181,3 +181,32 @@ def test_backup_of_an_s3_store_says_which_tools_do_it(node, tmp_path):
         return
     with pytest.raises(StorageError, match="aws s3 sync"):
         backup(svc.store, svc.blobs, tmp_path / "copy")
+
+
+def test_interrupted_commits_roll_forward_or_back_on_the_next_node(node, monkeypatch):
+    """Intent recorded, blob not yet visible → back to resumable; blob visible, row missing → forward,
+    with the digest computed while the chunks were assembled (they came from another node)."""
+    from pollux.files.records import State
+
+    a = node("a")
+    data = _video(700 * KiB)
+    s = a.start_upload("demo", NewFile(mime_type="video/mp4", size_bytes=len(data)), "resumable")
+    asyncio.run(a.append(s.id, 0, _chunks(data)))
+    a._forget_hasher(s.id)  # as if another node took the chunks: the digest is computed at finalize
+    with monkeypatch.context() as m, pytest.raises(RuntimeError):
+        m.setattr(a.store, "finish_commit", lambda *_: (_ for _ in ()).throw(RuntimeError("node died")))
+        asyncio.run(a.finalize(s.id))
+    assert a.store.get_session(s.id).status == "committing"
+    b = node("b")  # start-up recovery finishes the commit
+    rec = b.store.get_file_by_key(b.store.get_session(s.id).final_file_id)
+    assert rec.sha256 == hashlib.sha256(data).hexdigest() and rec.state in (State.PROCESSING, State.FAILED)
+    assert b.blobs.inventory().staging == set()
+
+    s2 = b.start_upload("demo", NewFile(mime_type="video/mp4", size_bytes=len(data)), "resumable")
+    asyncio.run(b.append(s2.id, 0, _chunks(data)))
+    intent = b.store.get_session(s2.id)
+    b.store.begin_commit(s2.id, rec.__class__(**{**rec.__dict__, "id": s2.file_id}))  # then the node died
+    c = node("c")
+    assert c.store.get_session(s2.id).status == "active" and c.blobs.has_staging(intent.id)
+    again = asyncio.run(c.finalize(s2.id))
+    assert c.blob_path(again).read_bytes() == data

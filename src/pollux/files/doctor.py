@@ -53,7 +53,7 @@ def run_doctor(store: MetadataStore, blobs: BlobStore, dry_run: bool = False) ->
             for how, ids in settled.items():
                 if ids:
                     report.note(f"settled {len(ids)} interrupted commit(s) ({how})")
-                    report.repaired += len(ids) if how != "lost" else 0
+                    report.repaired += len(ids) if how in ("forward", "back") else 0
             for sid in settled["lost"]:
                 report.problem(f"upload session {sid} was committing but its bytes are gone (cancelled)")
         found = recovery.survey(store, blobs)

@@ -40,7 +40,7 @@ class Survey:
 def settle_commits(store: MetadataStore, blobs: BlobStore) -> dict[str, list[str]]:
     """Finish or undo every commit a crash interrupted (see `settle`), and give blobs renamed by a
     version that recorded no intent back to their sessions."""
-    done: dict[str, list[str]] = {"forward": [], "back": [], "lost": []}
+    done: dict[str, list[str]] = {"forward": [], "back": [], "lost": [], "busy": []}
     for s in store.sessions_in("committing"):
         done[settle(store, blobs, s)].append(s.id)
     for s in store.sessions_in("active"):
@@ -54,7 +54,8 @@ def settle_commits(store: MetadataStore, blobs: BlobStore) -> dict[str, list[str
 def settle(store: MetadataStore, blobs: BlobStore, s: UploadSession) -> str:
     """A session marked `committing` whose blob was renamed into place gets its file row (roll
     forward); one whose bytes are still staged goes back to `active`, so the client's retried
-    finalize commits it with every check (roll back). Returns forward, back or lost.
+    finalize commits it with every check (roll back). Returns forward, back, lost, or busy: another
+    node is assembling that blob right now (S3), so the commit is its to finish.
 
     A visible blob is checked before the staged bytes: on S3 the chunks stay until the row is in, and
     a blob only becomes visible after every check passed and its digest was recorded."""
@@ -66,6 +67,8 @@ def settle(store: MetadataStore, blobs: BlobStore, s: UploadSession) -> str:
         store.finish_commit(s.id, rec)
         blobs.discard_staging(s.id)  # S3: the chunks; on disk they were renamed into the blob
         return "forward"
+    if blobs.commit_in_flight(rec.key):
+        return "busy"
     if blobs.has_staging(s.id):
         blobs.remove_artifacts(rec.key)  # an image decoded for the interrupted commit: rebuilt on retry
         store.update_session(s.id, status="active", final_file_id=None, commit_json=None)

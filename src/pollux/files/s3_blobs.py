@@ -160,6 +160,11 @@ class S3BlobStore:
         asm.run()
         return asm
 
+    def commit_in_flight(self, key: str) -> bool:
+        """Whether some node is assembling blobs/<key> right now (an unfinished multipart upload)."""
+        r = self.s3.list_multipart_uploads(Bucket=self.bucket, Prefix=self._k(f"blobs/{key}"))
+        return any(up["Key"] == self._k(f"blobs/{key}") for up in r.get("Uploads", []))
+
     def uncommit(self, key: str, session_id: str) -> None:
         raise StorageError(f"blob {key} has no upload parts to return to")  # only pre-S3 local versions did this
 

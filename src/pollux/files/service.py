@@ -366,7 +366,9 @@ class FileService:
         async with self._sessions.hold(session_id):
             s = await run_in_threadpool(self.session, session_id)
             if s.status == "committing":  # an earlier finalize failed midway (e.g. a full disk): settle it
-                await run_in_threadpool(self._store_call, recovery.settle, self.store, self.blobs, s)
+                how = await run_in_threadpool(self._store_call, recovery.settle, self.store, self.blobs, s)
+                if how == "busy":
+                    raise Unavailable("The upload is being finalized by another request; retry in a moment.")
                 s = await run_in_threadpool(self.session, session_id)
             if s.status == "final":  # a retried finalize: answer the same file
                 return await run_in_threadpool(self._committed, s)
