@@ -210,3 +210,18 @@ def test_interrupted_commits_roll_forward_or_back_on_the_next_node(node, monkeyp
     assert c.store.get_session(s2.id).status == "active" and c.blobs.has_staging(intent.id)
     again = asyncio.run(c.finalize(s2.id))
     assert c.blob_path(again).read_bytes() == data
+
+
+def test_chunks_alternating_between_nodes_on_postgresql(tmp_path, settings, s3_server, s3_bucket, postgres_url,
+                                                        monkeypatch):
+    """The chunk rows and the offset's compare-and-set on PostgreSQL, as a cluster runs them."""
+    for k, v in s3_server.env().items():
+        monkeypatch.setenv(k, v)
+    a, b = (FileService(settings.model_copy(update={
+        "data_dir": tmp_path / name, "database_url": postgres_url, "blob_url": f"s3://{s3_bucket}/pg",
+        "s3_endpoint_url": s3_server.endpoint})) for name in "ab")
+    data = _video(1 * MiB + 3)
+    rec = _resumable(a, data, 256 * KiB, nodes=[a, b])
+    assert rec.sha256 == hashlib.sha256(data).hexdigest() and b.blob_path(rec).read_bytes() == data
+    a.stop()
+    b.stop()

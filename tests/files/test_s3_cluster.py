@@ -137,3 +137,38 @@ def test_node_killed_mid_chunk_keeps_acknowledged_bytes(nodes, s3_server):
             stored = c.get_object(Bucket=b.bucket, Key=f"cluster/blobs/{key}")["Body"].read()
             assert hashlib.sha256(stored).hexdigest() == u.sha_hex(other)
     t.join(1)
+
+
+def test_s3_outage_mid_upload_is_a_503_and_keeps_acknowledged_chunks(tmp_path, settings, s3_server, s3_bucket,
+                                                                       monkeypatch):
+    import asyncio
+
+    import boto3
+    from botocore.config import Config
+
+    from pollux.errors import Unavailable
+    from pollux.files.service import FileService, NewFile
+    from tests.fixtures.server import free_port
+
+    for k, v in s3_server.env().items():
+        monkeypatch.setenv(k, v)
+    svc = FileService(settings.model_copy(update={"blob_url": f"s3://{s3_bucket}/p",
+                                                  "s3_endpoint_url": s3_server.endpoint}))
+
+    async def once(data):
+        yield data
+
+    data = u.fake_video(600 * KiB)
+    s = svc.start_upload("demo", NewFile(mime_type="video/mp4", size_bytes=len(data)), "resumable")
+    asyncio.run(svc.append(s.id, 0, once(data[:300 * KiB])))
+    dead = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{free_port()}",  # nothing listens there
+                        config=Config(retries={"max_attempts": 1}, connect_timeout=1))
+    working, svc.blobs.s3 = svc.blobs.s3, dead
+    with pytest.raises(Unavailable):
+        asyncio.run(svc.append(s.id, 300 * KiB, once(data[300 * KiB:])))
+    svc.blobs.s3 = working
+    assert svc.session(s.id).status == "active" and svc.session(s.id).received == 300 * KiB
+    asyncio.run(svc.append(s.id, 300 * KiB, once(data[300 * KiB:])))
+    rec = asyncio.run(svc.finalize(s.id))
+    assert rec.sha256 == hashlib.sha256(data).hexdigest()
+    svc.stop()

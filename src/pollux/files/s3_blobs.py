@@ -19,6 +19,7 @@ Bytes are streamed in bounded parts, never buffered whole.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -30,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pollux.errors import Unavailable
 from pollux.files import upload_parts
 from pollux.files.blobs import Inventory
 from pollux.files.store import StorageError
@@ -47,6 +49,21 @@ READ_BYTES = 1 << 20
 MULTIPART_GRACE_S = 24 * 3600  # an unfinished multipart upload older than this has no live writer
 MANIFEST = "manifest.json"
 PROBE = ".pollux-write-probe"
+
+
+def _unavailable(fn):
+    """An S3 failure in a request's path is the server's, not the client's: a 503 the client retries
+    (the upload keeps its acknowledged chunks), never a 500 or a cancelled upload."""
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return fn(*args, **kwargs)
+        except (BotoCoreError, ClientError) as e:
+            log.warning("S3 call failed in %s: %s", fn.__qualname__, e)
+            raise Unavailable(f"The blob store is unavailable right now ({type(e).__name__}); retry.") from None
+    return call
 
 
 class S3BlobStore:
@@ -124,6 +141,7 @@ class S3BlobStore:
     def _parts(self, session_id: str) -> list[Part]:
         return upload_parts.parts_of(self.store, session_id)
 
+    @_unavailable
     def staged_head(self, session_id: str, size: int) -> bytes:
         out = bytearray()
         for part in self._parts(session_id):
@@ -147,6 +165,7 @@ class S3BlobStore:
     def has_staging(self, session_id: str) -> bool:
         return bool(self._parts(session_id))
 
+    @_unavailable
     def assemble(self, session_id: str, key: str, size: int, hasher, local: bool) -> "S3Assembly":
         parts = self._parts(session_id)
         at = 0
@@ -184,6 +203,7 @@ class S3BlobStore:
             h.update(block)
         return h.hexdigest()
 
+    @_unavailable
     def local_blob(self, key: str) -> Path:
         head = self._head(f"blobs/{key}")
         if head is None:
@@ -220,6 +240,7 @@ class S3BlobStore:
         if manifest_etag:
             self.cache.mark("artifacts", key, manifest_etag)
 
+    @_unavailable
     def fetch_artifacts(self, key: str) -> Path | None:
         head = self._head(f"artifacts/{key}/{MANIFEST}")
         local = self.artifact_dir(key)
@@ -329,6 +350,7 @@ class S3Chunk:
         self.upload_id: str | None = None
         self.etags: list[dict] = []
 
+    @_unavailable
     def write(self, data: bytes) -> None:
         self.buf += data
         self.size += len(data)
@@ -344,6 +366,7 @@ class S3Chunk:
         r = s3.upload_part(Bucket=bucket, Key=self.key, UploadId=self.upload_id, PartNumber=n, Body=data)
         self.etags.append({"PartNumber": n, "ETag": r["ETag"]})
 
+    @_unavailable
     def finish(self) -> Part | None:
         s3, bucket = self.blobs.s3, self.blobs.bucket
         if self.size == 0:
@@ -438,6 +461,7 @@ class S3Assembly:
         self.etags.append({"PartNumber": n, "ETag": r["CopyPartResult"]["ETag"]})
         self.copied += p.size
 
+    @_unavailable
     def complete(self) -> None:
         b = self.blobs
         r = b.s3.complete_multipart_upload(Bucket=b.bucket, Key=b._k(f"blobs/{self.key}"), UploadId=self.upload_id,
@@ -467,6 +491,8 @@ class BlobCache:
         self._lock = threading.Lock()
         for kind in ("blobs", "artifacts"):
             (root / kind).mkdir(parents=True, exist_ok=True)
+            for left in (root / kind).glob(".*.part"):  # copies a killed process never finished
+                shutil.rmtree(left, ignore_errors=True) if left.is_dir() else left.unlink(missing_ok=True)
 
     def path(self, kind: str, key: str) -> Path:
         return self.root / kind / key

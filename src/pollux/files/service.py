@@ -147,7 +147,10 @@ class FileService:
             self.blobs.discard_staging(s.id)
             self.store.delete_session(s.id)
             self._forget_hasher(s.id)
-        self.blobs.sweep()  # multipart uploads nobody can finish (S3)
+        try:
+            self.blobs.sweep()  # multipart uploads nobody can finish (S3)
+        except Exception as e:
+            log.warning("blob store sweep failed: %s", e)
         for key in self.processor.take_waiting():  # the disk was full: try again (state is re-checked)
             self.processor.submit(key)
         return count
@@ -299,8 +302,8 @@ class FileService:
             fh.close()
             raise
         except PolluxError as e:
-            if e.reason in ("STORAGE_FULL", "STORAGE_NOT_WRITABLE"):
-                # The disk failed, not the client: drop this chunk's bytes, keep the acknowledged ones.
+            if e.reason in ("STORAGE_FULL", "STORAGE_NOT_WRITABLE") or isinstance(e, Unavailable):
+                # The storage failed, not the client: drop this chunk's bytes, keep the acknowledged ones.
                 await run_in_threadpool(fh.discard)
                 self._forget_hasher(s.id)
             else:
