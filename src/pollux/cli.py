@@ -26,6 +26,9 @@ def serve(
     workers: int = typer.Option(None, "--workers", min=0, help="Media job loops in this process (default 2)."),
     no_workers: bool = typer.Option(False, "--no-workers", help="Prepare no media here (an API-only node; "
                                     "`pollux worker` processes do it)."),
+    blob_url: str = typer.Option(None, "--blob-url", help="Where uploaded bytes live: file://DIR (default: the data "
+                                 "dir) or s3://BUCKET/PREFIX (endpoint: --s3-endpoint-url or AWS_* variables)."),
+    s3_endpoint_url: str = typer.Option(None, "--s3-endpoint-url", help="An S3-compatible endpoint (default AWS)."),
 ) -> None:
     """Start the server."""
     import uvicorn
@@ -37,7 +40,8 @@ def serve(
 
     settings = load_settings(config, host=host, port=port, data_dir=data_dir, emulator=emulator, log_level=log_level,
                              engine_url=engine_url, engine_model=engine_model, database_url=database_url,
-                             workers=0 if no_workers else workers)
+                             workers=0 if no_workers else workers, blob_url=blob_url,
+                             s3_endpoint_url=s3_endpoint_url)
     try:
         app_ = create_app(settings)
     except StorageError as e:  # a data dir we must not serve from: say why, no traceback
@@ -73,15 +77,19 @@ def worker(
         raise typer.Exit(2) from None
 
 
-def _data_dir(data_dir: str | None, config: str | None):
+def _data_dir(data_dir: str | None, config: str | None, blob_url: str | None = None):
     """The data dir's metadata store and blob store, or a clean exit when they cannot be opened."""
-    from pollux.files.blobs import LocalBlobStore
+    from pollux.files.blobs import LocalBlobStore, open_blob_store
     from pollux.files.store import MetadataStore, StorageError
     from pollux.settings import load_settings
 
-    settings = load_settings(config, data_dir=data_dir)
+    settings = load_settings(config, data_dir=data_dir, blob_url=blob_url)
     try:
-        return MetadataStore.open(settings), LocalBlobStore(settings.data_dir, fsync=settings.fsync)
+        store = MetadataStore.open(settings)
+        blobs = open_blob_store(settings, store)
+        if not isinstance(blobs, LocalBlobStore):  # a clear message for wrong S3 credentials or bucket
+            blobs.check_writable()
+        return store, blobs
     except StorageError as e:
         typer.echo(f"pollux: {e}", err=True)
         raise typer.Exit(2) from None
@@ -89,11 +97,12 @@ def _data_dir(data_dir: str | None, config: str | None):
 
 @app.command()
 def doctor(data_dir: str = typer.Option(None, "--data-dir"), config: str = typer.Option(None, "--config"),
-           dry_run: bool = typer.Option(False, "--dry-run", help="Check only; repair nothing.")) -> None:
+           dry_run: bool = typer.Option(False, "--dry-run", help="Check only; repair nothing."),
+           blob_url: str = typer.Option(None, "--blob-url", help="file://DIR or s3://BUCKET/PREFIX")) -> None:
     """Check every stored file against its SHA-256 and the database; repair only what is proven."""
     from pollux.files.doctor import run_doctor
 
-    report = run_doctor(*_data_dir(data_dir, config), dry_run=dry_run)
+    report = run_doctor(*_data_dir(data_dir, config, blob_url), dry_run=dry_run)
     for line in report.lines:
         typer.echo(line)
     raise typer.Exit(1 if report.problems else 0)

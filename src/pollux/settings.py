@@ -24,6 +24,13 @@ class Settings(BaseModel):
                                     "database (PostgreSQL); SQLite ignores it")
     database_max_overflow: int = Field(10, ge=0, description="connections opened beyond the pool under load, "
                                        "closed again when idle")
+    blob_url: str | None = Field(None, description="file://DIR (default: data_dir) or s3://BUCKET/PREFIX; "
+                                 "credentials from the standard AWS_* variables")
+    s3_endpoint_url: str | None = Field(None, description="an S3-compatible endpoint (default: AWS, or AWS_ENDPOINT_URL)")
+    s3_path_style: bool | None = Field(None, description="path-style bucket addressing; default on when "
+                                       "s3_endpoint_url is set")
+    blob_cache_bytes: int = Field(10 * GB, ge=0, description="local copies of S3 blobs and artifacts kept in "
+                                  "data_dir/cache, least recently used evicted beyond this")
     public_base_url: str | None = Field(None, description="Base of file `uri`s; default: the request's host")
     api_keys: str = Field("", description="'key:project,key2:project2' (dev/test convenience)")
     emulator: bool = Field(False, description="answer every catalog model with the emulator engine")

@@ -54,12 +54,12 @@ def _speech_hook() -> PostProcessHook | None:
 
 def run(settings: Settings) -> None:
     """Claim and run media jobs until SIGTERM/SIGINT, then drain."""
-    from pollux.files.blobs import LocalBlobStore
+    from pollux.files.blobs import open_blob_store
     from pollux.files.dirlock import DirLock
     from pollux.files.store import MetadataStore
 
     store = MetadataStore.open(settings)
-    blobs = LocalBlobStore(settings.data_dir, fsync=settings.fsync)
+    blobs = open_blob_store(settings, store)
     dir_lock = DirLock(blobs.root, exclusive=False)  # tells `pollux doctor` a process uses the data dir
     processor = Processor(store, blobs, settings)
     processor.hooks.extend(media_hooks(settings))
