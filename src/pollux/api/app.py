@@ -28,8 +28,10 @@ from pollux.engines import served_models
 from pollux.engines.hub import EngineHub
 from pollux.errors import NotFound, PolluxError
 from pollux.files.interaction_store import InteractionStore
+from pollux.files.limits_store import LimitStore
 from pollux.files.service import FileService
 from pollux.generation import GenerationService
+from pollux.limits import RateLimiter
 from pollux.settings import Settings
 
 log = logging.getLogger("pollux")
@@ -135,7 +137,8 @@ def build_context(settings: Settings) -> AppContext:
         settings=settings, files=files_service, auth=Authenticator(static_keys, files_service.store),
         catalog=catalog, engines=engines, generation=generation,
         interactions=InteractionStore(files_service.store, settings.interaction_ttl_seconds),
-        caches=CacheService(settings, files_service, generation))
+        caches=CacheService(settings, files_service, generation),
+        limits=RateLimiter(LimitStore(files_service.store), settings))
 
 
 def _register_hooks(context: AppContext) -> None:
@@ -202,5 +205,7 @@ async def _sweep_forever(context: AppContext) -> None:
             await asyncio.to_thread(context.files.sweep)
             await asyncio.to_thread(context.caches.sweep)
             await asyncio.to_thread(context.engines.unload_idle)
+            if context.limits:
+                await asyncio.to_thread(context.limits.sweep)
         except Exception:  # the sweeper must outlive a bad pass
             log.exception("sweep failed")
