@@ -19,24 +19,24 @@ def serve(
                                    "llama.cpp, LM Studio): its /v1 base URL; comma-separated for replicas."),
     engine_model: str = typer.Option(None, "--engine-model", help="The served model the Gemini aliases use "
                                      "(default: the first of /v1/models)."),
+    log_format: str = typer.Option(None, "--log-format", help="text (default) or json: one object per line, "
+                                   "with the request id."),
 ) -> None:
     """Start the server."""
-    import uvicorn
-
     from pollux.api.app import create_app
+    from pollux.observability import serve as serve_app
     from pollux.settings import load_settings
 
     from pollux.files.store import StorageError
 
     settings = load_settings(config, host=host, port=port, data_dir=data_dir, emulator=emulator, log_level=log_level,
-                             engine_url=engine_url, engine_model=engine_model)
+                             engine_url=engine_url, engine_model=engine_model, log_format=log_format)
     try:
         app_ = create_app(settings)
     except StorageError as e:  # a data dir we must not serve from: say why, no traceback
         typer.echo(f"pollux: cannot start: {e}", err=True)
         raise typer.Exit(2) from None
-    uvicorn.run(app_, host=settings.host, port=settings.port, log_level=settings.log_level,
-                timeout_graceful_shutdown=5)
+    serve_app(app_, settings)  # uvicorn, draining on SIGTERM first (pollux.observability)
 
 
 def _data_dir(data_dir: str | None, config: str | None):

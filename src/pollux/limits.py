@@ -12,6 +12,7 @@ round trip per limited request, nothing at all for a project without limits.
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -27,6 +28,7 @@ from pollux.files.limits_store import ANY_MODEL, Charge, Limits, LimitStore
 if TYPE_CHECKING:
     from pollux.settings import Settings
 
+log = logging.getLogger("pollux.limits")
 DOCS = "https://ai.google.dev/gemini-api/docs/rate-limits"
 SERVICE = "generativelanguage.googleapis.com"
 # Gemini's own names for the three quotas (paid tier), as its 429 bodies carry them.
@@ -118,6 +120,7 @@ class RateLimiter:
         charges, ends = self.charges(limits, tokens, now)
         over = self.store.consume(project, model, charges)
         if over:
+            log.info("rate limited: project %s, model %s, over %s", project, model, ", ".join(sorted(over)))
             raise RateLimited([Violation(m, model, limits.get(m), max(0.001, ends[m] - now)) for m in QUOTAS
                                if m in over])
 

@@ -18,7 +18,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pollux import __version__
-from pollux.api import caches, discovery, files, generate, interactions, models, upload
+from pollux.api import caches, discovery, files, generate, interactions, models, ops, upload
 from pollux.api.auth import Authenticator
 from pollux.api.context import VERSIONS, AppContext
 from pollux.api.errors import handle_pollux_error, handle_unexpected, status_body
@@ -32,6 +32,7 @@ from pollux.files.limits_store import LimitStore
 from pollux.files.service import FileService
 from pollux.generation import GenerationService
 from pollux.limits import RateLimiter
+from pollux.observability import Ops, configure_logging
 from pollux.settings import Settings
 
 log = logging.getLogger("pollux")
@@ -104,6 +105,8 @@ def routes() -> list:
     return [
         Route("/", _index),
         Route("/healthz", _health),
+        Route("/readyz", ops.readyz),
+        Route("/metrics", ops.metrics),
         Route("/$discovery/rest", discovery.discovery),
         Route("/upload/{version}/files", v(upload.upload), methods=["POST", "PUT"]),
         Route("/resumable/upload/{version}/files", v(upload.upload), methods=["POST", "PUT"]),
@@ -174,8 +177,9 @@ def _install_warmup(context: AppContext) -> None:
 
 
 def create_app(settings: Settings) -> Starlette:
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings)
     context = build_context(settings)
+    operations = Ops(context)
     _register_hooks(context)
     _install_warmup(context)
 
@@ -191,10 +195,12 @@ def create_app(settings: Settings) -> Starlette:
             context.engines.close()
 
     app = Starlette(
-        routes=routes(), lifespan=lifespan, middleware=[Middleware(NormalizePath)],
+        routes=routes(), lifespan=lifespan,
+        middleware=[Middleware(NormalizePath), Middleware(ops.Observe, ops=operations)],
         exception_handlers={PolluxError: handle_pollux_error, HTTPException: _http_error,
                             Exception: handle_unexpected})
     app.state.pollux = context
+    app.state.ops = operations  # metrics registry, in-flight count, drain flag (pollux.observability)
     return app
 
 
