@@ -140,3 +140,14 @@ def test_limits_round_trip_and_sweep(limit_store):
     limit_store.consume("p", "m", [Charge("tpm", 200, 3, 9)])
     assert limit_store.sweep(150) == 1 and limit_store.usage("p", 0) == [("m", "tpm", 200, 3)]
     assert limit_store.clear_limits("p") == 1 and limit_store.all_limits() == []
+
+
+def test_interactions_count_against_the_same_limits(client):
+    _limit(client, rpm=1, model="gemini-3-flash-preview")
+    body = {"model": "gemini-3-flash-preview", "input": "Hello there"}
+    assert client.post("/v1beta/interactions", headers=H, json=body).status_code == 200
+    r = client.post("/v1beta/interactions", headers=H, json=body)
+    assert r.status_code == 429 and r.json()["error"]["details"][0]["violations"][0]["quotaDimensions"] == {
+        "location": "global", "model": "gemini-3-flash-preview"}
+    gen = "/v1beta/models/gemini-3-flash-preview:generateContent"
+    assert client.post(gen, headers=H, json=BODY).status_code == 429  # one budget for both APIs
