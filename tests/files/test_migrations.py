@@ -12,7 +12,7 @@ from sqlalchemy import create_engine, text
 from pollux import migrations
 from pollux.files.store import MetadataStore
 
-HEAD = "0002_round2"
+HEAD = "0003_jobs"
 
 # The schema as first shipped (git ef128f4): no per-project names, no reservations, no tombstones.
 FIRST_DDL = """
