@@ -8,8 +8,8 @@ from datetime import timedelta
 
 import pytest
 
-from pollux.errors import InvalidArgument
 from pollux import migrations
+from pollux.errors import InvalidArgument
 from pollux.files.records import FileRecord, UploadSession
 from pollux.files.store import MetadataStore, from_us, now_us
 

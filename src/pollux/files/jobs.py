@@ -67,8 +67,7 @@ class JobStore:
         self.engine = store.engine
         self.is_sqlite = store.is_sqlite
         # In one process, SQLite writers queue on the metadata store's lock instead of on busy_timeout.
-        self._lock = getattr(store, "_lock", None) or threading.Lock()
-        metadata.create_all(self.engine, tables=[jobs])  # until the Alembic revision 0003_jobs runs at start-up
+        self._lock = getattr(store, "_lock", None) or threading.Lock()  # (the table: Alembic revision 0003_jobs)
 
     def _write(self):
         """A write transaction: `BEGIN IMMEDIATE` on SQLite takes the write lock up front."""

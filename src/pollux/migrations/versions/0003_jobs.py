@@ -14,6 +14,8 @@ depends_on = None
 
 
 def upgrade() -> None:
+    if sa.inspect(op.get_bind()).has_table("jobs"):
+        return  # made before this revision existed, by the JobStore's own create_all (same shape)
     op.create_table(
         "jobs",
         sa.Column("id", sa.String(40), primary_key=True),
