@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 import time
 
 import pytest
@@ -151,3 +152,53 @@ def test_interactions_count_against_the_same_limits(client):
         "location": "global", "model": "gemini-3-flash-preview"}
     gen = "/v1beta/models/gemini-3-flash-preview:generateContent"
     assert client.post(gen, headers=H, json=BODY).status_code == 429  # one budget for both APIs
+
+
+def test_migration_0004_builds_the_tables_the_code_uses(tmp_path):
+    """The Alembic revision creates exactly what limits_store's tables declare (autogenerate finds no diff)."""
+    import importlib.util
+
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from alembic.operations import Operations
+    from sqlalchemy import MetaData, create_engine
+
+    from pollux.files.limits_store import rate_counters, rate_limits
+
+    path = Path(__file__).resolve().parents[1] / "src/pollux/migrations/versions/0004_rate_limits.py"
+    spec = importlib.util.spec_from_file_location("rev0004", path)
+    rev = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rev)
+    assert (rev.revision, rev.down_revision) == ("0004_rate_limits", "0003_jobs")
+    engine = create_engine(f"sqlite:///{tmp_path / 'm.db'}")
+    with engine.begin() as conn:
+        ctx = MigrationContext.configure(conn)
+        with Operations.context(ctx):
+            rev.upgrade()
+        wanted = MetaData()
+        for table in (rate_limits, rate_counters):
+            table.to_metadata(wanted)
+        assert compare_metadata(MigrationContext.configure(conn), wanted) == []
+        with Operations.context(ctx):
+            rev.downgrade()
+    engine.dispose()
+
+
+def test_projects_commands(tmp_path):
+    from typer.testing import CliRunner
+
+    from pollux.cli import app
+
+    run = CliRunner().invoke
+    d = ["--data-dir", str(tmp_path / "d")]
+    assert run(app, ["projects", "set-limits", "team", *d]).exit_code == 2  # no metric named
+    assert run(app, ["projects", "set-limits", "team", "--rpm", "-1", *d]).exit_code == 2
+    assert run(app, ["projects", "set-limits", "team", "--rpm", "5", "--tpm", "900", *d]).exit_code == 0
+    out = run(app, ["projects", "set-limits", "team", "--rpd", "7", "--model", "models/gemini-2.5-pro", *d]).output
+    assert out.strip() == "team  gemini-2.5-pro  rpm=-  tpm=-  rpd=7"
+    listed = run(app, ["projects", "list", *d]).output.splitlines()
+    assert listed == ["team  *  rpm=5  tpm=900  rpd=-", "team  gemini-2.5-pro  rpm=-  tpm=-  rpd=7"]
+    assert "cleared 1" in run(app, ["projects", "set-limits", "team", "--clear", "--model", "gemini-2.5-pro", *d]).output
+    assert run(app, ["projects", "show", "team", *d]).output.splitlines() == ["team  *  rpm=5  tpm=900  rpd=-"]
+    assert "cleared 1" in run(app, ["projects", "set-limits", "team", "--clear", *d]).output
+    assert run(app, ["projects", "show", "team", *d]).output.strip() == "team: no limits"
