@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -152,36 +151,6 @@ def test_interactions_count_against_the_same_limits(client):
         "location": "global", "model": "gemini-3-flash-preview"}
     gen = "/v1beta/models/gemini-3-flash-preview:generateContent"
     assert client.post(gen, headers=H, json=BODY).status_code == 429  # one budget for both APIs
-
-
-def test_migration_0004_builds_the_tables_the_code_uses(tmp_path):
-    """The Alembic revision creates exactly what limits_store's tables declare (autogenerate finds no diff)."""
-    import importlib.util
-
-    from alembic.autogenerate import compare_metadata
-    from alembic.migration import MigrationContext
-    from alembic.operations import Operations
-    from sqlalchemy import MetaData, create_engine
-
-    from pollux.files.limits_store import rate_counters, rate_limits
-
-    path = Path(__file__).resolve().parents[1] / "src/pollux/migrations/versions/0004_rate_limits.py"
-    spec = importlib.util.spec_from_file_location("rev0004", path)
-    rev = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(rev)
-    assert (rev.revision, rev.down_revision) == ("0004_rate_limits", "0003_jobs")
-    engine = create_engine(f"sqlite:///{tmp_path / 'm.db'}")
-    with engine.begin() as conn:
-        ctx = MigrationContext.configure(conn)
-        with Operations.context(ctx):
-            rev.upgrade()
-        wanted = MetaData()
-        for table in (rate_limits, rate_counters):
-            table.to_metadata(wanted)
-        assert compare_metadata(MigrationContext.configure(conn), wanted) == []
-        with Operations.context(ctx):
-            rev.downgrade()
-    engine.dispose()
 
 
 def test_projects_commands(tmp_path):
