@@ -141,7 +141,8 @@ async def main() -> None:
                 elapsed[size] += took
         backend = "PostgreSQL" if pg else "SQLite"
         print(f"{args.clients} clients, {args.rounds} rounds x {args.seconds:.0f} s per cluster, shared {backend}, "
-              f"{os.cpu_count()} cores, emulator engine, round-robin TCP balancer on loopback")
+              f"{os.cpu_count()} cores (load average {os.getloadavg()[0]:.1f}), emulator engine, round-robin TCP "
+              "balancer on loopback")
         print(f"{'nodes':<6}{'operation':<17}{'requests':>9}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
         rate = {}
         for size in (1, 2):

@@ -151,3 +151,23 @@ def test_interactions_count_against_the_same_limits(client):
         "location": "global", "model": "gemini-3-flash-preview"}
     gen = "/v1beta/models/gemini-3-flash-preview:generateContent"
     assert client.post(gen, headers=H, json=BODY).status_code == 429  # one budget for both APIs
+
+
+def test_projects_commands(tmp_path):
+    from typer.testing import CliRunner
+
+    from pollux.cli import app
+
+    run = CliRunner().invoke
+    d = ["--data-dir", str(tmp_path / "d")]
+    assert run(app, ["projects", "set-limits", "team", *d]).exit_code == 2  # no metric named
+    assert run(app, ["projects", "set-limits", "team", "--rpm", "-1", *d]).exit_code == 2
+    assert run(app, ["projects", "set-limits", "team", "--rpm", "5", "--tpm", "900", *d]).exit_code == 0
+    out = run(app, ["projects", "set-limits", "team", "--rpd", "7", "--model", "models/gemini-2.5-pro", *d]).output
+    assert out.strip() == "team  gemini-2.5-pro  rpm=-  tpm=-  rpd=7"
+    listed = run(app, ["projects", "list", *d]).output.splitlines()
+    assert listed == ["team  *  rpm=5  tpm=900  rpd=-", "team  gemini-2.5-pro  rpm=-  tpm=-  rpd=7"]
+    assert "cleared 1" in run(app, ["projects", "set-limits", "team", "--clear", "--model", "gemini-2.5-pro", *d]).output
+    assert run(app, ["projects", "show", "team", *d]).output.splitlines() == ["team  *  rpm=5  tpm=900  rpd=-"]
+    assert "cleared 1" in run(app, ["projects", "set-limits", "team", "--clear", *d]).output
+    assert run(app, ["projects", "show", "team", *d]).output.strip() == "team: no limits"

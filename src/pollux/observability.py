@@ -7,8 +7,9 @@ header, counts the request by route template and code, times it, counts upload b
 received, and, while the node drains, answers new requests 503 so the balancer sends them elsewhere.
 
 Drain (`serve`): SIGTERM starts draining; the node keeps serving what is in flight (streams, upload
-chunks) for up to `drain_seconds`, then uvicorn's own shutdown runs (the media processor stops in the
-app's lifespan: queued jobs stay PROCESSING in the database for the next node). A second signal stops at once.
+chunks) for up to `drain_seconds` while the media processor claims no new job (`Processor.drain`: running
+jobs finish or are given back unfailed for another worker), then uvicorn's own shutdown runs. A second
+signal stops at once.
 """
 
 from __future__ import annotations
@@ -98,6 +99,7 @@ class Ops:
         self.in_flight = 0
         self.draining = False
         self._lock = threading.Lock()
+        self.context = context
         if context is not None:
             self.registry.register(_StateCollector(context, self))
 
@@ -112,12 +114,20 @@ class Ops:
         self.in_flight_gauge.dec()
 
     def drain(self, seconds: float, poll: float = 0.05) -> bool:
-        """Refuse new work, then wait for what is in flight; true if it all finished in time."""
+        """Refuse new requests and media jobs, then wait for what is in flight (requests, and running jobs
+        which the processor gives back unfailed if they outlast the drain); true if the requests finished."""
         self.draining = True
         log.info("draining: %d request(s) in flight, waiting up to %.0fs", self.in_flight, seconds)
         deadline = time.monotonic() + seconds
+        media = None
+        if self.context is not None:  # claims nothing new from now on (pollux.files.processing)
+            media = threading.Thread(target=self.context.files.processor.drain, args=(seconds,),
+                                     name="pollux-drain-media", daemon=True)
+            media.start()
         while self.in_flight > 0 and time.monotonic() < deadline:
             time.sleep(poll)
+        if media is not None:
+            media.join(max(0.0, deadline - time.monotonic()))
         if self.in_flight > 0:
             log.warning("drain timed out with %d request(s) in flight", self.in_flight)
             return False
@@ -132,17 +142,13 @@ class _StateCollector:
         self.context, self.ops = context, ops
 
     def collect(self):
-        from sqlalchemy import func, select
+        from pollux.files.store import now_us
 
-        from pollux.files.store import files, now_us
-
-        queued = GaugeMetricFamily("pollux_media_jobs_queued", "Files waiting for or in media processing "
-                                   "(state PROCESSING), all nodes")
-        oldest = GaugeMetricFamily("pollux_media_oldest_job_age_seconds", "Age of the oldest PROCESSING file")
+        queued = GaugeMetricFamily("pollux_media_jobs_queued", "Media jobs waiting or running, all nodes (the "
+                                   "jobs table)")
+        oldest = GaugeMetricFamily("pollux_media_oldest_job_age_seconds", "Age of the oldest media job")
         try:
-            with self.context.files.store.engine.connect() as c:
-                count, first = c.execute(select(func.count(), func.min(files.c.create_us))
-                                         .where(files.c.state == "PROCESSING")).one()
+            count, first = self.context.files.processor.jobs.depth()
             queued.add_metric([], count)
             oldest.add_metric([], (now_us() - first) / 1e6 if first else 0.0)
             yield queued

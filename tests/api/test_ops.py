@@ -180,3 +180,22 @@ def test_sigterm_lets_a_stream_finish_and_refuses_new_work(tmp_path):
     finally:
         t.join(1)
         server.stop()
+
+
+def test_readyz_follows_s3(tmp_path, s3_server):
+    """An S3 server of its own, stopped under a running node: /readyz turns 503 naming the blob store."""
+    from tests.fixtures.seaweedfs import SeaweedS3
+
+    s3 = SeaweedS3().start()
+    try:
+        bucket = s3.new_bucket("pollux-ready")
+        env = {**s3.env(), "POLLUX_BLOB_URL": f"s3://{bucket}/node"}
+        with Server(tmp_path / "data", env=env) as server:
+            r = httpx.get(server.url + "/readyz", timeout=60)
+            assert r.status_code == 200, r.text
+            s3.stop()
+            r = httpx.get(server.url + "/readyz", timeout=60)
+            assert r.status_code == 503 and r.json()["checks"]["blobs"] != "ok", r.text
+            assert r.json()["checks"]["database"] == "ok"
+    finally:
+        s3.stop()

@@ -65,9 +65,7 @@ class Charge:
 
 class LimitStore:
     def __init__(self, store: MetadataStore):
-        self.engine = store.engine
-        # Until the Alembic chain owns these tables (0004_rate_limits), make them here: idempotent.
-        metadata.create_all(self.engine, tables=[rate_limits, rate_counters])
+        self.engine = store.engine  # the store's open migrated the tables in (0004_rate_limits)
         dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
         self._insert = dialect.insert
 
