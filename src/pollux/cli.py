@@ -19,22 +19,27 @@ def serve(
                                    "llama.cpp, LM Studio): its /v1 base URL; comma-separated for replicas."),
     engine_model: str = typer.Option(None, "--engine-model", help="The served model the Gemini aliases use "
                                      "(default: the first of /v1/models)."),
+    pull: bool = typer.Option(None, "--pull/--no-pull", help="Download a model's absent weights from the hub on "
+                              "first use (default on; requests answer 503 with the progress meanwhile)."),
 ) -> None:
-    """Start the server."""
+    """Start the server. On loopback with no key configured, the first start makes one and prints it once."""
     import uvicorn
 
     from pollux.api.app import create_app
+    from pollux.files.store import StorageError
+    from pollux.local_key import first_run
     from pollux.settings import load_settings
 
-    from pollux.files.store import StorageError
-
     settings = load_settings(config, host=host, port=port, data_dir=data_dir, emulator=emulator, log_level=log_level,
-                             engine_url=engine_url, engine_model=engine_model)
+                             engine_url=engine_url, engine_model=engine_model, pull=pull)
     try:
         app_ = create_app(settings)
     except StorageError as e:  # a data dir we must not serve from: say why, no traceback
         typer.echo(f"pollux: cannot start: {e}", err=True)
         raise typer.Exit(2) from None
+    first = first_run(settings, app_.state.pollux.files.store)
+    if first is not None:
+        typer.echo("\n".join(first.lines), err=first.warning)
     uvicorn.run(app_, host=settings.host, port=settings.port, log_level=settings.log_level,
                 timeout_graceful_shutdown=5)
 
