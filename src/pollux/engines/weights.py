@@ -46,6 +46,10 @@ def resolve(entry: "ModelEntry", settings: "Settings") -> Path:
     pulled = pulled_dir(entry, settings)
     if (pulled / PULLED_MARKER).is_file():
         return pulled
+    from pollux.engines import pull  # absent: pulled on first use when allowed (a 503 with progress meanwhile)
+
+    if (fetched := pull.on_first_use(entry, settings)) is not None:
+        return fetched
     raise ModelUnavailable(
         f"The weights of model {entry.id} ({source}) are not on this machine. "
         f"Run `pollux pull {entry.id}` to download them, or set the model's source to a local folder.",
