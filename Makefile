@@ -22,4 +22,5 @@ serve: deps
 
 test: deps system-deps
 	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/mypy src
 	HARNESS_WORK=$(CURDIR)/.work/harness $(PY) -m pytest $(ARGS)

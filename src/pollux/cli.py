@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
+
+if TYPE_CHECKING:
+    from pollux.files.blobs import LocalBlobStore
+    from pollux.files.store import MetadataStore
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Pollux: the Gemini API, self-hosted.")
 
@@ -44,7 +50,7 @@ def serve(
                 timeout_graceful_shutdown=5)
 
 
-def _data_dir(data_dir: str | None, config: str | None):
+def _data_dir(data_dir: str | None, config: str | None) -> tuple["MetadataStore", "LocalBlobStore"]:
     """The data dir's metadata store and blob store, or a clean exit when they cannot be opened."""
     from pollux.files.blobs import LocalBlobStore
     from pollux.files.store import MetadataStore, StorageError
@@ -64,7 +70,8 @@ def doctor(data_dir: str = typer.Option(None, "--data-dir"), config: str = typer
     """Check every stored file against its SHA-256 and the database; repair only what is proven."""
     from pollux.files.doctor import run_doctor
 
-    report = run_doctor(*_data_dir(data_dir, config), dry_run=dry_run)
+    store, blobs = _data_dir(data_dir, config)
+    report = run_doctor(store, blobs, dry_run=dry_run)
     for line in report.lines:
         typer.echo(line)
     raise typer.Exit(1 if report.problems else 0)
@@ -93,7 +100,7 @@ keys_app = typer.Typer(help="API keys (stored hashed).", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 
 
-def _store(data_dir: str | None, config: str | None):
+def _store(data_dir: str | None, config: str | None) -> "MetadataStore":
     from pollux.files.store import MetadataStore
     from pollux.settings import load_settings
 

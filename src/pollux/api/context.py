@@ -29,8 +29,8 @@ class AppContext:
     catalog: Catalog
     engines: EngineHub
     generation: GenerationService
+    caches: "CacheService"  # cachedContents (pollux.caches)
     interactions: InteractionStore | None = None  # the Interactions API's stored conversations
-    caches: "CacheService | None" = None  # cachedContents (pollux.caches)
 
 
 def ctx(conn: HTTPConnection) -> AppContext:

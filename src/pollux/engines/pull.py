@@ -83,7 +83,7 @@ def on_first_use(entry: "ModelEntry", settings: "Settings") -> Path | None:
 
     Raises `Unavailable` (503, with the progress) while the download runs, `ModelUnavailable` after it
     failed (until `RETRY_SECONDS` have passed)."""
-    if not settings.pull or not hub_enabled():
+    if not settings.pull or not isinstance(entry.source, str) or not hub_enabled():
         return None
     with _lock:
         current = _downloads.get(entry.id)
@@ -137,7 +137,7 @@ def _total_bytes(entry: "ModelEntry") -> int | None:
     from pollux.engines.weights import PULL_PATTERNS
 
     try:
-        info = HfApi().model_info(entry.source, revision=entry.revision, files_metadata=True)
+        info = HfApi().model_info(str(entry.source), revision=entry.revision, files_metadata=True)
     except Exception:  # noqa: BLE001  (progress is shown in bytes alone then; the download reports real errors)
         return None
     sizes = [s.size or 0 for s in info.siblings or []

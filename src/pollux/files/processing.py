@@ -62,7 +62,7 @@ class Processor:
                 return
             self._queued.add(file_id)
             self._cancelled.discard(file_id)
-        self._pool.submit(self._run, file_id)
+        self._pool.submit(self._run, file_id)  # type: ignore[union-attr]  # start() made it
 
     def cancel(self, file_id: str) -> None:
         with self._lock:
