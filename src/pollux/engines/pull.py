@@ -62,7 +62,7 @@ class Download:
         return f"{_mb(done)} MB so far ({seconds} s)"
 
 
-_downloads: dict[str, Download] = {}
+_downloads: dict[str, Download] = {}  # by target folder: one download per model and models_dir
 _lock = threading.Lock()
 
 
@@ -85,16 +85,17 @@ def on_first_use(entry: "ModelEntry", settings: "Settings") -> Path | None:
     failed (until `RETRY_SECONDS` have passed)."""
     if not settings.pull or not isinstance(entry.source, str) or not hub_enabled():
         return None
+    from pollux.engines.weights import pulled_dir
+
+    target = pulled_dir(entry, settings)
     with _lock:
-        current = _downloads.get(entry.id)
+        current = _downloads.get(str(target))
         if current is not None and current.error and time.monotonic() - current.failed_at > RETRY_SECONDS:
             current = None  # try again
         started = current is None
         if current is None:
-            from pollux.engines.weights import pulled_dir
-
-            current = Download(entry.id, entry.source, pulled_dir(entry, settings))
-            _downloads[entry.id] = current
+            current = Download(entry.id, entry.source, target)
+            _downloads[str(target)] = current
             threading.Thread(target=_run, args=(current, entry, settings), name=f"pull-{entry.id}",
                              daemon=True).start()
             log.info("pulling %s from %s on first use", entry.id, entry.source)
