@@ -24,4 +24,5 @@ test:
 	bash scripts/test-deps.sh
 	$(MAKE) -s deps
 	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/mypy src
 	HARNESS_WORK=$(CURDIR)/.work/harness $(PY) -m pytest $(ARGS)

@@ -8,10 +8,10 @@ import pytest
 from PIL import Image as PILImage
 
 from pollux.engines.base import Capabilities
-from pollux.errors import InvalidArgument, UnsupportedMedia
+from pollux.errors import InvalidArgument
 from pollux.media.prepared import PreparedAudio, PreparedImage
 from pollux.prompt import assemble, mentioned_seconds, mmss
-from pollux.prompt_types import Audio, Image, MediaPart, Prompt, RequestTurn, Text, TextPart, VideoOptions
+from pollux.prompt_types import Audio, FileRef, Image, MediaPart, Prompt, RequestTurn, Text, TextPart, VideoOptions
 from tests.engines.prepared import make_video, write_wav
 
 ALL = Capabilities(mime_types=frozenset({"image/*", "video/*", "audio/*"}), video=True)
@@ -136,18 +136,12 @@ def test_audio_file_is_its_transcript_and_raw_audio_when_taken(tmp_path):
                           transcribe=lambda a: TRANSCRIPT)
     assert isinstance(with_audio.turns[0].segments[0], Audio)
     assert with_audio.turns[0].segments[0].samples.shape == (16000 * 8,)
-    with pytest.raises(UnsupportedMedia):
-        assemble(turns, None, capabilities=ALL, transcribe=None)
 
 
-def test_unsupported_media_and_image_limit(tmp_path):
-    text_only = Capabilities(mime_types=frozenset())
-    with pytest.raises(UnsupportedMedia):
-        assemble([RequestTurn("user", [MediaPart(_image(), "image/png", "a")])], None, capabilities=text_only)
-    two = Capabilities(max_images=1)
-    with pytest.raises(InvalidArgument, match="at most 1"):
-        assemble([RequestTurn("user", [MediaPart(_image(), "image/png", "a"),
-                                       MediaPart(_image(), "image/png", "b")])], None, capabilities=two)
+def test_assembly_takes_only_prepared_media():
+    """Media is fetched and checked against the engine above assembly (tests/test_capabilities.py)."""
+    with pytest.raises(TypeError, match="prepared media"):
+        assemble([RequestTurn("user", [FileRef("files/abc")])], None, capabilities=ALL)
 
 
 def test_mentioned_seconds():

@@ -33,7 +33,7 @@ from pollux.files.store import now_us
 if TYPE_CHECKING:
     from pollux.engines.base import Engine
     from pollux.files.service import FileService
-    from pollux.generation import GenerateInput, GenerationService, Job
+    from pollux.generation import GenerateRequest, GenerationService, Job
     from pollux.settings import Settings
 
 log = logging.getLogger("pollux.caches")
@@ -118,7 +118,7 @@ class CacheService:
 
     # ------------------------------------------------------------------------------ create
 
-    async def create(self, project: str, model_name: str | None, request_json: dict, inp: "GenerateInput",
+    async def create(self, project: str, model_name: str | None, request_json: dict, inp: "GenerateRequest",
                      display_name: str = "", ttl: object = None, expire_time: object = None) -> CacheRecord:
         if not model_name:
             raise InvalidArgument("* CreateCachedContentRequest.cached_content.model: model is required")
@@ -126,16 +126,12 @@ class CacheService:
         expire = expiry(ttl, expire_time, self.settings.cache_default_ttl_seconds, now)
         if not inp.turns:
             raise InvalidArgument("* CreateCachedContentRequest.cached_content.contents: contents is not specified")
-        job = await self.generation.prepare(project, model_name, inp, method="countTokens")
+        job = await self.generation.prepare(project, model_name, inp, method="countTokens", enforce_limit=True)
         total = job.usage.prompt_tokens
         smallest = min_tokens(self.settings, job.model.requested)
         if total < smallest:
             raise InvalidArgument(f"Cached content is too small. total_token_count={total}, "
                                   f"min_total_token_count={smallest}")
-        limit = job.model.entry.gemini_input_token_limit
-        if total > limit:
-            raise InvalidArgument(f"The input token count ({total}) exceeds the maximum number of tokens allowed "
-                                  f"({limit}).")
         rec = CacheRecord(id=secrets.token_hex(8), project=project, model=f"models/{job.model.requested}",
                           display_name=display_name[:512], request_json=json.dumps(request_json),
                           total_tokens=total, create_us=now, update_us=now, expire_us=expire)
@@ -150,11 +146,12 @@ class CacheService:
 
     # ------------------------------------------------------------------------------ the files it names
 
-    def _keep_files(self, project: str, cache_id: str, inp: "GenerateInput") -> None:
-        from pollux.generation import FileRef, file_id_of
+    def _keep_files(self, project: str, cache_id: str, inp: "GenerateRequest") -> None:
+        from pollux.generation import file_id_of
+        from pollux.prompt_types import FileRef
 
-        for _, parts in inp.turns:
-            for part in parts:
+        for turn in inp.turns:
+            for part in turn.parts:
                 file_id = file_id_of(part.uri) if isinstance(part, FileRef) else None
                 if not file_id:
                     continue
@@ -169,15 +166,16 @@ class CacheService:
                     shutil.copytree(artifacts, folder / "artifacts", copy_function=_link)
                 (folder / "meta.json").write_text(json.dumps({"mimeType": rec.mime_type, "name": rec.name}))
 
-    def attach_kept(self, cache_id: str, inp: "GenerateInput") -> None:
+    def attach_kept(self, cache_id: str, inp: "GenerateRequest") -> None:
         """Point the cache's file parts at its own links (used when the file itself is gone)."""
-        from pollux.generation import FileRef, KeptFile, file_id_of
+        from pollux.generation import file_id_of
+        from pollux.prompt_types import FileRef, KeptFile
 
-        for _, parts in inp.turns:
-            for part in parts:
+        for turn in inp.turns:
+            for part in turn.parts:
                 file_id = file_id_of(part.uri) if isinstance(part, FileRef) else None
                 folder = self.kept_root / cache_id / (file_id or "")
-                if file_id and (folder / "meta.json").is_file():
+                if isinstance(part, FileRef) and file_id and (folder / "meta.json").is_file():
                     meta = json.loads((folder / "meta.json").read_text())
                     part.kept = KeptFile(meta["mimeType"], meta["name"], folder / "blob", folder / "artifacts")
 

@@ -264,6 +264,7 @@ def check_thinking(model: Resolved, budget: int | None, level: str | None) -> No
             raise InvalidArgument("Thinking is not supported for this model.")
         return
     low, high, zero = _BUDGETS.get(model.tier or "flash", _BUDGETS["flash"])
+    assert budget is not None  # None returned above
     if budget == 0:
         if not zero:
             raise InvalidArgument("Budget 0 is invalid. This model only works in thinking mode.")

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
+
+if TYPE_CHECKING:
+    from pollux.files.blobs import BlobStore
+    from pollux.files.store import MetadataStore
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Pollux: the Gemini API, self-hosted.")
 
@@ -31,23 +37,28 @@ def serve(
     s3_endpoint_url: str = typer.Option(None, "--s3-endpoint-url", help="An S3-compatible endpoint (default AWS)."),
     log_format: str = typer.Option(None, "--log-format", help="text (default) or json: one object per line, "
                                    "with the request id."),
+    pull: bool = typer.Option(None, "--pull/--no-pull", help="Download a model's absent weights from the hub on "
+                              "first use (default on; requests answer 503 with the progress meanwhile)."),
 ) -> None:
-    """Start the server."""
+    """Start the server. On loopback with no key configured, the first start makes one and prints it once."""
     from pollux.api.app import create_app
+    from pollux.files.store import StorageError
+    from pollux.local_key import first_run
     from pollux.observability import serve as serve_app
     from pollux.settings import load_settings
-
-    from pollux.files.store import StorageError
 
     settings = load_settings(config, host=host, port=port, data_dir=data_dir, emulator=emulator, log_level=log_level,
                              engine_url=engine_url, engine_model=engine_model, database_url=database_url,
                              workers=0 if no_workers else workers, blob_url=blob_url,
-                             s3_endpoint_url=s3_endpoint_url, log_format=log_format)
+                             s3_endpoint_url=s3_endpoint_url, log_format=log_format, pull=pull)
     try:
         app_ = create_app(settings)
     except StorageError as e:  # a data dir we must not serve from: say why, no traceback
         typer.echo(f"pollux: cannot start: {e}", err=True)
         raise typer.Exit(2) from None
+    first = first_run(settings, app_.state.pollux.files.store)
+    if first is not None:
+        typer.echo("\n".join(first.lines), err=first.warning)
     serve_app(app_, settings)  # uvicorn, draining on SIGTERM first (pollux.observability)
 
 
@@ -77,7 +88,8 @@ def worker(
         raise typer.Exit(2) from None
 
 
-def _data_dir(data_dir: str | None, config: str | None, blob_url: str | None = None):
+def _data_dir(data_dir: str | None, config: str | None,
+              blob_url: str | None = None) -> tuple["MetadataStore", "BlobStore"]:
     """The data dir's metadata store and blob store, or a clean exit when they cannot be opened."""
     from pollux.files.blobs import LocalBlobStore, open_blob_store
     from pollux.files.store import MetadataStore, StorageError
@@ -148,7 +160,7 @@ keys_app = typer.Typer(help="API keys (stored hashed).", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 
 
-def _store(data_dir: str | None, config: str | None):
+def _store(data_dir: str | None, config: str | None) -> "MetadataStore":
     from pollux.files.store import MetadataStore
     from pollux.settings import load_settings
 
@@ -221,15 +233,15 @@ def projects_set_limits(
     from pollux.files.limits_store import ANY_MODEL, Limits
 
     store = _limit_store(data_dir, config, database_url)
-    model = model.removeprefix("models/") if model else None
+    model_name = model.removeprefix("models/") if model else None
     if clear:
-        gone = store.clear_limits(project, model)
+        gone = store.clear_limits(project, model_name)
         typer.echo(f"cleared {gone} limit row(s) of {project}")
         return
     if rpm is None and tpm is None and rpd is None:
         typer.echo("pollux: name at least one of --rpm, --tpm, --rpd (or --clear)", err=True)
         raise typer.Exit(2)
-    lim = Limits(project, model or ANY_MODEL, rpm, tpm, rpd)
+    lim = Limits(project, model_name or ANY_MODEL, rpm, tpm, rpd)
     store.set_limits(lim)
     typer.echo(_limit_line(lim))
 

@@ -5,33 +5,34 @@ Two limits: the Gemini-rule count must fit the entry's `gemini_input_token_limit
 reports as `inputTokenLimit`), and the local model's own count its `input_token_limit` (its context),
 video frames being thinned to fit (reported in `Prompt.thinning`).
 
-The API layer hands in a parsed, engine-neutral request; nothing here knows about HTTP.
+The API layer hands in a parsed, engine-neutral `GenerateRequest`; nothing here knows about HTTP.
+The request is checked against the engine's declared capabilities once, here (`capabilities.py`),
+and counted by Gemini's rules once (`media/tokens.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 import tempfile
 import threading
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from starlette.concurrency import run_in_threadpool
 
+from pollux import capabilities
 from pollux import prompt as prompt_assembly
 from pollux.catalog import Catalog, Resolved, check_thinking
 from pollux.engines.base import Delta, Engine, GenerationParams
 from pollux.errors import InvalidArgument, PermissionDenied, UnsupportedMedia
 from pollux.media import mime as mimes
 from pollux.media import pipeline, tokens, urls
-from pollux.media.prepared import PreparedAudio, PreparedImage, PreparedVideo
-from pollux.prompt_types import (FunctionCall, FunctionResponse, MediaPart, Prompt, RequestTurn, TextPart,
-                                 VideoOptions)
+from pollux.media.prepared import PreparedAudio
+from pollux.prompt_types import FileRef, InlineRef, MediaPart, Part, Prompt, RequestTurn
 
 if TYPE_CHECKING:
     from pollux.engines.hub import EngineHub
@@ -45,35 +46,11 @@ _API_FILE_URL = re.compile(r"/v1(?:beta|alpha)?/files/([a-z0-9][a-z0-9-]{0,39})/
 
 
 @dataclass
-class KeptFile:
-    """A cache's own link to a file it names: the cache keeps working after the file is deleted or expires."""
+class GenerateRequest:
+    """The one request shape below the wire: turns of typed parts (media as references until
+    `prepare` fetches them), the system instruction and the generation parameters."""
 
-    mime_type: str
-    name: str  # files/ID
-    blob: Path
-    artifacts: Path
-
-
-@dataclass
-class FileRef:
-    uri: str
-    mime_type: str = ""
-    video: VideoOptions | None = None
-    resolution: str | None = None  # the part's mediaResolution
-    kept: KeptFile | None = None  # set on a cachedContent's parts
-
-
-@dataclass
-class InlineRef:
-    mime_type: str
-    data: bytes
-    video: VideoOptions | None = None
-    resolution: str | None = None
-
-
-@dataclass
-class GenerateInput:
-    turns: list[tuple[str, list[str | FileRef | InlineRef | FunctionCall | FunctionResponse]]]
+    turns: list[RequestTurn]
     system: str | None = None
     params: GenerationParams = field(default_factory=GenerationParams)
     media_resolution: str | None = None  # generationConfig.mediaResolution (Gemini 3 token accounting)
@@ -89,21 +66,19 @@ class CachedPrefix:
 
     name: str  # cachedContents/ID
     model: str  # models/... it was created for (a request must name the same)
-    turns: list[tuple[str, list[str | FileRef | InlineRef]]]
+    turns: list[RequestTurn]
     system: str | None = None
 
 
-def with_cache(inp: GenerateInput, model: Resolved) -> tuple[GenerateInput, int]:
-    """The input with its cache's turns first, and how many leading turns came from the cache."""
-    cached = inp.cached
+def with_cache(req: GenerateRequest, model: Resolved) -> tuple[GenerateRequest, int]:
+    """The request with its cache's turns first, and how many leading turns came from the cache."""
+    cached = req.cached
     if cached is None:
-        return inp, 0
+        return req, 0
     if cached.model.removeprefix("models/") != model.requested:
         raise InvalidArgument(f"Model used by GenerateContent request (models/{model.requested}) and CachedContent "
                               f"({cached.model}) has to be the same!")
-    merged = GenerateInput(cached.turns + inp.turns, cached.system, inp.params, inp.media_resolution,
-                           inp.thinking_budget, inp.thinking_level)
-    return merged, len(cached.turns)
+    return replace(req, turns=cached.turns + req.turns, system=cached.system, cached=None), len(cached.turns)
 
 
 def file_id_of(uri: str) -> str | None:
@@ -155,79 +130,64 @@ class GenerationService:
         self.scratch = Path(settings.data_dir) / "scratch"
         self.scratch.mkdir(parents=True, exist_ok=True)
 
-    async def prepare(self, project: str, model_name: str, inp: GenerateInput, *, api_version: str = "v1beta",
-                      method: str = "generateContent") -> Job:
+    async def prepare(self, project: str, model_name: str, req: GenerateRequest, *, api_version: str = "v1beta",
+                      method: str = "generateContent", enforce_limit: bool | None = None) -> Job:
         """Everything up to the first token; every request error is raised from here. countTokens
-        (`method`) reports a count over the Gemini-rule limit, as Gemini does, instead of refusing it."""
+        (`method`) reports a count over the Gemini-rule limit, as Gemini does, instead of refusing it
+        (`enforce_limit` overrides that: a cache is created from a countTokens-style preparation)."""
         model = self.catalog.resolve(model_name, api_version=api_version, method=method,
                                      strict=self.settings.strict_model_names)
-        check_thinking(model, inp.thinking_budget, inp.thinking_level)
-        return await run_in_threadpool(self._prepare, project, model, inp, method != "countTokens")
+        check_thinking(model, req.thinking_budget, req.thinking_level)
+        enforce = method != "countTokens" if enforce_limit is None else enforce_limit
+        return await run_in_threadpool(self._prepare, project, model, req, method, enforce)
 
-    def _prepare(self, project: str, model: Resolved, inp: GenerateInput, enforce_limit: bool = True) -> Job:
-        if not inp.turns:  # a cachedContent request too names its own contents
+    def _prepare(self, project: str, model: Resolved, req: GenerateRequest, method: str, enforce_limit: bool) -> Job:
+        if not req.turns:  # a cachedContent request too names its own contents
             raise InvalidArgument("* GenerateContentRequest.contents: contents is not specified")
-        has_cache = inp.cached is not None
-        inp, cached_turns = with_cache(inp, model)
+        has_cache = req.cached is not None
+        req, cached_turns = with_cache(req, model)
         engine = self.engines.get(model.entry)
-        _check_tools(inp, engine, model.requested)
+        capabilities.check_request(req.turns, req.params, engine, model.requested, method)
+        transcribe = self._transcriber()
         with _scratch_dir(self.scratch) as scratch:
-            turns = self._resolve_media(project, inp, engine, Path(scratch))
-            counts = self._gemini_counts(turns, inp.system, model.token_profile, engine, inp.media_resolution)
-            cached = sum(self._gemini_counts(turns[:cached_turns], inp.system, model.token_profile, engine,
-                                             inp.media_resolution).values()) if has_cache else 0
-            limit = model.entry.gemini_input_token_limit
-            if enforce_limit and sum(counts.values()) > limit:  # Gemini's 400, in the accounting countTokens reports
-                raise InvalidArgument(f"The input token count ({sum(counts.values())}) exceeds the maximum number "
-                                      f"of tokens allowed ({limit}).")
+            turns = self._resolve_media(project, req.turns, Path(scratch))
+            capabilities.check_media(turns, engine, model.requested, transcribes=transcribe is not None,
+                                     max_images_per_request=self.settings.max_images_per_request)
+            count_text = getattr(engine, "count_text", None)  # the engine's tokenizer for text, if it has one
+            counts = tokens.count_request(turns, req.system, model.token_profile, count_text, req.media_resolution)
+            cached = sum(tokens.count_request(turns[:cached_turns], req.system, model.token_profile, count_text,
+                                              req.media_resolution).values()) if has_cache else 0
+            if enforce_limit:
+                tokens.check_input_limit(sum(counts.values()), model.entry.gemini_input_token_limit)
             with self.engines.lease(model.entry):
                 pass  # load the model now, so a missing one fails before any bytes are streamed
             prompt = prompt_assembly.assemble(
-                turns, inp.system, capabilities=engine.capabilities, token_budget=model.entry.input_token_limit,
-                count_tokens=engine.count_tokens, transcribe=self._transcriber(),
-                response_mime_type=inp.params.response_mime_type, response_schema=inp.params.response_schema,
-                media_resolution=inp.media_resolution)
+                turns, req.system, capabilities=engine.capabilities, token_budget=model.entry.input_token_limit,
+                count_tokens=engine.count_tokens, transcribe=transcribe,
+                response_mime_type=req.params.response_mime_type, response_schema=req.params.response_schema,
+                media_resolution=req.media_resolution)
             native = engine.count_tokens(prompt)
         if native > model.entry.input_token_limit:
             raise InvalidArgument(f"The input token count ({native}) exceeds the maximum number of tokens allowed "
                                   f"({model.entry.input_token_limit}) by the local model's context "
                                   f"({model.entry.id}, its own tokens) for {model.requested}.")
-        return Job(model, engine, prompt, inp.params, Usage(counts, native, cached))
+        return Job(model, engine, prompt, req.params, Usage(counts, native, cached))
 
-    def _resolve_media(self, project: str, inp: GenerateInput, engine: Engine, scratch: Path) -> list[RequestTurn]:
-        turns: list[RequestTurn] = []
-        images = 0
+    def _resolve_media(self, project: str, turns: list[RequestTurn], scratch: Path) -> list[RequestTurn]:
+        """The same turns with every media reference replaced by its prepared `MediaPart`."""
+        out: list[RequestTurn] = []
         position = 0  # of the part in the whole request: names inline parts ("inline[3]") and their scratch
         fetcher = urls.UrlFetcher(self.settings, scratch)  # a URL named twice is fetched once
-        for role, parts in inp.turns:
-            turn = RequestTurn(role=role)  # type: ignore[arg-type]
-            for part in parts:
+        for turn in turns:
+            parts: list[Part] = []
+            for part in turn.parts:
                 position += 1
-                if isinstance(part, str):
-                    turn.parts.append(TextPart(part))
-                    continue
-                if isinstance(part, (FunctionCall, FunctionResponse)):
-                    turn.parts.append(part)
-                    continue
-                media = self._media(project, part, scratch, position - 1, fetcher)
-                if not engine.capabilities.accepts(media.mime_type):
-                    raise UnsupportedMedia(f"{media.mime_type} input is not supported by this model.")
-                images += isinstance(media.prepared, PreparedImage)
-                if isinstance(media.prepared, PreparedVideo):
-                    images += self._frames_requested(media)
-                turn.parts.append(media)
-            turns.append(turn)
-        if images > self.settings.max_images_per_request:
-            raise InvalidArgument(f"Too many images and video frames in the request: {images}; at most "
-                                  f"{self.settings.max_images_per_request} are allowed (lower videoMetadata.fps "
-                                  "or clip the video with startOffset/endOffset).")
-        return turns
-
-    @staticmethod
-    def _frames_requested(media: MediaPart) -> int:
-        """Frames the sampler would take, known before any decoding (checked before `frames_for` runs)."""
-        v = media.video or VideoOptions()
-        return tokens.count_video_frames(media.prepared.duration, v.fps, v.start, v.end)
+                if isinstance(part, (FileRef, InlineRef)):
+                    parts.append(self._media(project, part, scratch, position - 1, fetcher))
+                else:
+                    parts.append(part)
+            out.append(RequestTurn(turn.role, parts))
+        return out
 
     def _media(self, project: str, part: FileRef | InlineRef, scratch: Path, position: int,
                fetcher: urls.UrlFetcher) -> MediaPart:
@@ -267,7 +227,7 @@ class GenerationService:
             fetched.prepared = pipeline.load_prepared(fetched.mime_type, fetched.path, artifact_dir, self.settings)
         return MediaPart(fetched.prepared, fetched.mime_type, part.uri, part.video, part.resolution)
 
-    def _transcriber(self):
+    def _transcriber(self) -> Callable[[PreparedAudio], list[dict]] | None:
         if not self.settings.transcribe:
             return None
         try:
@@ -275,32 +235,6 @@ class GenerationService:
         except ImportError:
             return None
         return lambda audio: whisper.transcribe_cached(audio, self.settings)
-
-    def _gemini_counts(self, turns: list[RequestTurn], system: str | None, profile: str, engine: Engine,
-                       resolution: str | None = None) -> dict:
-        count_text = getattr(engine, "count_text", None) or tokens.count_text_estimate
-        counts = {"TEXT": count_text(system) if system else 0, "IMAGE": 0, "VIDEO": 0, "AUDIO": 0}
-        for turn in turns:
-            for part in turn.parts:
-                if isinstance(part, TextPart):
-                    counts["TEXT"] += count_text(part.text)
-                    continue
-                if isinstance(part, (FunctionCall, FunctionResponse)):
-                    counts["TEXT"] += count_text(json.dumps(vars(part)))
-                    continue
-                p = part.prepared
-                res = part.resolution or resolution
-                if isinstance(p, PreparedImage):
-                    counts["IMAGE"] += tokens.count_image(*p.original_size, profile, res)
-                elif isinstance(p, PreparedVideo):
-                    v = part.video or VideoOptions()
-                    frames, audio = tokens.count_video(p.duration, v.fps or 1.0, v.start, v.end,
-                                                       p.audio is not None, profile, res)
-                    counts["VIDEO"] += frames
-                    counts["AUDIO"] += audio
-                elif isinstance(p, PreparedAudio):
-                    counts["AUDIO"] += tokens.count_audio(p.duration)
-        return {k: v for k, v in counts.items() if v or k == "TEXT"}
 
     async def stream(self, job: Job) -> AsyncIterator[Delta]:
         """Run the engine in a worker thread; leaving the iterator early cancels generation."""
@@ -336,10 +270,3 @@ class GenerationService:
             if not worker.done():
                 worker.add_done_callback(lambda f: f.exception())
 
-
-def _check_tools(inp: GenerateInput, engine: Engine, model: str) -> None:
-    """Function calling reaches only engines that declare it (remote servers); others answer a clear 400."""
-    calls = any(isinstance(p, (FunctionCall, FunctionResponse)) for _, parts in inp.turns for p in parts)
-    if (inp.params.tools or calls) and not engine.capabilities.tools:
-        raise InvalidArgument(f"Tools (function calling) are not supported by {model} on this server's "
-                              f"{engine.name} engine; serve it from an OpenAI-compatible engine (--engine-url).")

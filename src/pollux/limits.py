@@ -106,8 +106,8 @@ class RateLimiter:
         windows = {"rpm": (minute, minute + self.window), "tpm": (minute, minute + self.window),
                    "rpd": (day_start, day_end)}
         amounts = {"rpm": 1, "tpm": tokens, "rpd": 1}
-        out = [Charge(m, windows[m][0], amounts[m], limits.get(m)) for m in ("rpm", "tpm", "rpd")
-               if limits.get(m) is not None]
+        out = [Charge(m, windows[m][0], amounts[m], cap) for m in ("rpm", "tpm", "rpd")
+               if (cap := limits.get(m)) is not None]
         return out, {m: windows[m][1] for m in windows}
 
     def check(self, project: str, model: str, tokens: int) -> None:
@@ -121,8 +121,8 @@ class RateLimiter:
         over = self.store.consume(project, model, charges)
         if over:
             log.info("rate limited: project %s, model %s, over %s", project, model, ", ".join(sorted(over)))
-            raise RateLimited([Violation(m, model, limits.get(m), max(0.001, ends[m] - now)) for m in QUOTAS
-                               if m in over])
+            raise RateLimited([Violation(m, model, cap, max(0.001, ends[m] - now)) for m in QUOTAS
+                               if m in over and (cap := limits.get(m)) is not None])
 
     async def admit(self, project: str, job) -> None:
         """The hook the generate routes call once the prompt is counted (a generation.Job)."""

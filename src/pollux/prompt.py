@@ -7,6 +7,9 @@ audio for engines that take audio. When the prompt exceeds the token budget, vid
 thinned evenly; frames at every MM:SS the user's text mentions are always kept, and the prompt
 records which frames were used (`Prompt.thinning`, reported in the response).
 
+The request's media is already prepared and checked against the engine's capabilities
+(`pollux.capabilities`, called by generation); assembly only arranges it.
+
 A request for bounding boxes is recognised here, once, from the system instruction and the last
 user turn together (a system instruction "Return bounding boxes as a JSON array" with the prompt
 "Show me the positions of the socks"), and handed to every engine as `Prompt.boxes`.
@@ -20,10 +23,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from pollux.engines.base import Capabilities
-from pollux.errors import InvalidArgument, UnsupportedMedia
+from pollux.errors import InvalidArgument
 from pollux.media.prepared import Frame, PreparedAudio, PreparedImage, PreparedVideo
-from pollux.prompt_types import (Audio, BoxRequest, FunctionCall, FunctionResponse, Image, MediaPart, Prompt,
-                                 RequestTurn, Segment, Text, TextPart, Turn, VideoThinning)
+from pollux.prompt_types import (Audio, BoxRequest, FileRef, FunctionCall, FunctionResponse, Image, InlineRef,
+                                 MediaPart, Prompt, RequestTurn, Segment, Text, TextPart, Turn, VideoThinning)
 
 Transcribe = Callable[[PreparedAudio], list[dict]]
 CountTokens = Callable[[Prompt], int]
@@ -39,7 +42,7 @@ def mmss(seconds: float) -> str:
 
 def mentioned_seconds(text: str) -> list[float]:
     """Every MM:SS (or H:MM:SS) moment a text mentions, in seconds."""
-    out = []
+    out: list[float] = []
     for hours, minutes, seconds in _MENTION.findall(text):
         out.append(int(hours or 0) * 3600 + int(minutes) * 60 + int(seconds))
     return out
@@ -110,6 +113,7 @@ class _Video:
     """A video part while frames are chosen: its candidate frames and their transcript."""
 
     part: MediaPart
+    video: PreparedVideo  # part.prepared
     frames: list[Frame]
     transcript: list[dict] = field(default_factory=list)
     kept: set[int] = field(default_factory=set)  # indices into frames
@@ -144,11 +148,10 @@ def _assemble(turns: list[RequestTurn], system: str | None, capabilities: Capabi
     videos: list[_Video] = []
     for turn in turns:
         for part in turn.parts:
-            if isinstance(part, MediaPart):
-                _check_supported(part, capabilities, transcribe)
-                if isinstance(part.prepared, PreparedVideo):
-                    videos.append(_prepare_video(part, transcribe))
-    _check_image_count(turns, capabilities)
+            if isinstance(part, (FileRef, InlineRef)):  # generation prepares media before assembly
+                raise TypeError(f"prompt assembly needs prepared media, got {type(part).__name__}")
+            if isinstance(part, MediaPart) and isinstance(part.prepared, PreparedVideo):
+                videos.append(_prepare_video(part, part.prepared, transcribe))
 
     mentions = [s for t in turns if t.role == "user" for p in t.parts if isinstance(p, TextPart)
                 for s in mentioned_seconds(p.text)]
@@ -176,25 +179,7 @@ def _assemble(turns: list[RequestTurn], system: str | None, capabilities: Capabi
 
 # ---------------------------------------------------------------------------------- media parts
 
-def _check_supported(part: MediaPart, caps: Capabilities, transcribe: Transcribe | None) -> None:
-    p = part.prepared
-    if isinstance(p, PreparedImage) and not caps.accepts(part.mime_type):
-        raise UnsupportedMedia(f"This model does not take images ({part.mime_type}, {part.source}).")
-    if isinstance(p, PreparedVideo) and not (caps.video or caps.accepts(part.mime_type)):
-        raise UnsupportedMedia(f"This model does not take video ({part.mime_type}, {part.source}).")
-    if isinstance(p, PreparedAudio) and not (caps.audio or transcribe):
-        raise UnsupportedMedia(f"This model does not take audio and speech transcription is off "
-                               f"({part.mime_type}, {part.source}).")
-
-
-def _check_image_count(turns: list[RequestTurn], caps: Capabilities) -> None:
-    images = sum(isinstance(p, MediaPart) and isinstance(p.prepared, PreparedImage) for t in turns for p in t.parts)
-    if caps.max_images is not None and images > caps.max_images:
-        raise InvalidArgument(f"This model takes at most {caps.max_images} images per request; got {images}.")
-
-
-def _prepare_video(part: MediaPart, transcribe: Transcribe | None) -> _Video:
-    video: PreparedVideo = part.prepared  # type: ignore[assignment]
+def _prepare_video(part: MediaPart, video: PreparedVideo, transcribe: Transcribe | None) -> _Video:
     frames = list(video.frames_for(part.video))  # clip + fps, decoding only frames the artifact lacks
     transcript: list[dict] = []
     if video.audio is not None and transcribe is not None:
@@ -202,7 +187,7 @@ def _prepare_video(part: MediaPart, transcribe: Transcribe | None) -> _Video:
         start = (opts.start if opts and opts.start is not None else 0.0)
         end = (opts.end if opts and opts.end is not None else video.duration)
         transcript = [s for s in transcribe(video.audio) if s["end"] > start and s["start"] < end]
-    return _Video(part, frames, transcript)
+    return _Video(part, video, frames, transcript)
 
 
 def _frames_at(frames: Sequence[Frame], seconds: list[float]) -> set[int]:
@@ -235,6 +220,8 @@ def _build(turns: list[RequestTurn], system: str | None, caps: Capabilities, tra
             if isinstance(part, (FunctionCall, FunctionResponse)):  # history of a tool-using chat, kept in place
                 segments.append(part)
                 continue
+            if not isinstance(part, MediaPart):  # refused in `_assemble` already
+                continue
             p = part.prepared
             res = part.resolution or media_resolution  # resolved once here: every engine reads the same level
             if isinstance(p, PreparedImage):
@@ -254,7 +241,7 @@ def _res_key(resolution: str | None) -> str:
 
 
 def _video_segments(video: _Video, stand_ins: bool, resolution: str | None = None) -> list[Segment]:
-    prepared: PreparedVideo = video.part.prepared  # type: ignore[assignment]
+    prepared = video.video
     kept = sorted(video.kept | video.required)
     segments: list[Segment] = []
     stand_in = video.frames[kept[0]].load() if stand_ins and kept else None

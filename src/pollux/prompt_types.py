@@ -8,7 +8,16 @@ as an `Image` (modality VIDEO, `timestamp` set) and the transcript of those seco
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Union
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Union
+
+if TYPE_CHECKING:
+    import numpy as np
+    from PIL.Image import Image as PILImage
+
+    from pollux.media.prepared import PreparedAudio, PreparedImage, PreparedVideo
+
+    PreparedMedia = Union[PreparedImage, PreparedVideo, PreparedAudio]
 
 Modality = Literal["TEXT", "IMAGE", "VIDEO", "AUDIO", "DOCUMENT"]
 
@@ -21,7 +30,7 @@ class Text:
 
 @dataclass
 class Image:
-    image: "object"  # PIL.Image.Image, RGB, already scaled by the seed's rule (fit 3072, up to 768)
+    image: "PILImage"  # RGB, already scaled by the seed's rule (fit 3072, up to 768)
     original_size: tuple[int, int]  # (width, height) of the file as uploaded, after EXIF rotation
     modality: Modality = "IMAGE"  # VIDEO for sampled frames
     timestamp: float | None = None  # seconds into the video, for frames
@@ -32,7 +41,7 @@ class Image:
 
 @dataclass
 class Audio:
-    samples: "object"  # numpy float32 array, 16 kHz mono
+    samples: "np.ndarray"  # float32, 16 kHz mono
     duration: float
     source: str = ""
     modality: Modality = "AUDIO"
@@ -43,7 +52,7 @@ class FunctionCall:
     """A model turn's call of a declared function (`functionCall` part); also what an engine answers."""
 
     name: str
-    args: dict
+    args: dict[str, Any]
     id: str | None = None
 
 
@@ -52,7 +61,7 @@ class FunctionResponse:
     """A user turn's result of a function call (`functionResponse` part)."""
 
     name: str
-    response: dict
+    response: dict[str, Any]
     id: str | None = None
 
 
@@ -101,7 +110,11 @@ class Prompt:
         return ""
 
 
-# ---- The request side: what `pollux.prompt.assemble` takes (already parsed, media prepared) ----
+# ---- The request side: one shape from the wire to `pollux.prompt.assemble` ----
+#
+# `api/generate.py` turns the wire request into `RequestTurn`s whose media parts are references
+# (`FileRef`, `InlineRef`); `generation.py` replaces each reference by a `MediaPart` holding the
+# prepared media (the same turns, typed the same way), and `prompt.assemble` takes those.
 
 
 @dataclass
@@ -119,15 +132,55 @@ class TextPart:
 
 
 @dataclass
+class KeptFile:
+    """A cache's own link to a file it names: the cache keeps working after the file is deleted or expires."""
+
+    mime_type: str
+    name: str  # files/ID
+    blob: Path
+    artifacts: Path
+
+
+@dataclass
+class FileRef:
+    """A `fileData` part: a File API file (files/ID, its uri) or a URL, fetched when the request is prepared."""
+
+    uri: str
+    mime_type: str = ""
+    video: VideoOptions | None = None
+    resolution: str | None = None  # the part's mediaResolution
+    kept: KeptFile | None = None  # set on a cachedContent's parts
+
+
+@dataclass
+class InlineRef:
+    """An `inlineData` part: the bytes as sent, decoded when the request is prepared."""
+
+    mime_type: str
+    data: bytes
+    video: VideoOptions | None = None
+    resolution: str | None = None
+
+
+@dataclass
 class MediaPart:
-    prepared: "object"  # pollux.media.prepared.PreparedImage | PreparedVideo | PreparedAudio
+    """A media part once prepared (decoded, or loaded from its upload's artifact)."""
+
+    prepared: "PreparedMedia"
     mime_type: str
     source: str  # "files/abc" or "inline[3]"
     video: VideoOptions | None = None
     resolution: str | None = None  # the part's own mediaResolution; assembly falls back to the global one
 
 
+MediaRef = Union[FileRef, InlineRef]
+Part = Union[TextPart, FileRef, InlineRef, MediaPart, FunctionCall, FunctionResponse]
+
+
 @dataclass
 class RequestTurn:
     role: Literal["user", "model"]
-    parts: list[Union[TextPart, MediaPart, FunctionCall, FunctionResponse]] = field(default_factory=list)
+    parts: list[Part] = field(default_factory=list)
+
+    def media_refs(self) -> list[MediaRef]:
+        return [p for p in self.parts if isinstance(p, (FileRef, InlineRef))]

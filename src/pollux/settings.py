@@ -88,6 +88,8 @@ class Settings(BaseModel):
     default_model: str = "smolvlm2-256m"
     strict_model_names: bool = Field(False, description="answer names outside Gemini's documented forms with "
                                                         "Gemini's exact 404 (no Pollux hint, no loose matching)")
+    pull: bool = Field(True, description="download a model's absent weights from the hub on first use (requests "
+                       "answer 503 UNAVAILABLE with the download's progress meanwhile); off: `pollux pull` only")
     device: str = "cpu"
     idle_unload_seconds: float = 0.0
     engine_url: str | None = Field(None, description="OpenAI-compatible server base URL(s), comma-separated replicas; "

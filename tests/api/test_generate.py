@@ -215,3 +215,20 @@ def test_inline_parts_are_told_apart(client):
     assert "original 8x8) from inline[0]" in text
     assert "original 9x9) from inline[1]" in text
     assert "original 10x10) from inline[3]" in text
+
+
+def test_every_endpoint_reports_the_same_counts(client):
+    """generateContent, its stream and countTokens report one computation (media/tokens.py) the same way."""
+    image = _inline(png_bytes(8, 8))
+    url = URL
+    only_image = {"contents": [{"parts": [image]}]}
+    counted = client.post(f"{url}:countTokens", headers=H, json=only_image).json()
+    assert counted == {"totalTokens": 258, "promptTokensDetails": [{"modality": "IMAGE", "tokenCount": 258}]}
+    both = {"contents": [{"parts": [image, {"text": "What is this?"}]}]}
+    counted = client.post(f"{url}:countTokens", headers=H, json=both).json()
+    generated = client.post(f"{url}:generateContent", headers=H, json=both).json()["usageMetadata"]
+    streamed = client.post(f"{url}:streamGenerateContent", headers=H, json=both).json()[-1]["usageMetadata"]
+    details = [{"modality": "TEXT", "tokenCount": 4}, {"modality": "IMAGE", "tokenCount": 258}]
+    assert counted["promptTokensDetails"] == generated["promptTokensDetails"] == streamed["promptTokensDetails"] \
+        == details
+    assert counted["totalTokens"] == generated["promptTokenCount"] == streamed["promptTokenCount"] == 262

@@ -22,7 +22,7 @@ from pollux.api.render import rfc3339
 from pollux.api.schema import GenerateContentRequest, parse
 from pollux.errors import InvalidArgument
 from pollux.files.store import from_us
-from pollux.generation import CachedPrefix, GenerateInput
+from pollux.generation import CachedPrefix, GenerateRequest
 
 log = logging.getLogger("pollux.api.caches")
 _background: set[asyncio.Task] = set()  # re-pinning tasks, held until done
@@ -52,7 +52,7 @@ def _request_part(body: dict) -> dict:
     return {_REQUEST_PART[k]: v for k, v in body.items() if k in _REQUEST_PART and v is not None}
 
 
-def _input_of(stored: dict, version: str) -> GenerateInput:
+def _input_of(stored: dict, version: str) -> GenerateRequest:
     return to_input(parse(GenerateContentRequest, stored, version))
 
 
@@ -126,7 +126,7 @@ async def cached_prefix(request: Request, project: str, name: str, version: str)
     return CachedPrefix(f"cachedContents/{rec.id}", rec.model, inp.turns, inp.system)
 
 
-async def _repin(c, project: str, rec, inp: GenerateInput) -> None:
+async def _repin(c, project: str, rec, inp: GenerateRequest) -> None:
     try:
         job = await c.generation.prepare(project, rec.model, inp, method="countTokens")
         c.caches.pin(rec.id, job)

@@ -30,8 +30,8 @@ class AppContext:
     catalog: Catalog
     engines: EngineHub
     generation: GenerationService
+    caches: "CacheService"  # cachedContents (pollux.caches)
     interactions: InteractionStore | None = None  # the Interactions API's stored conversations
-    caches: "CacheService | None" = None  # cachedContents (pollux.caches)
     limits: "RateLimiter | None" = None  # per-project rate limits (pollux.limits); None: no limits
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import AsyncIterator
+from typing import Literal
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -16,9 +17,10 @@ from pollux.api.schema import (CountTokensRequest, GenerateContentRequest, Gener
                                parse)
 from pollux.engines.base import GenerationParams
 from pollux.errors import InvalidArgument, PolluxError
-from pollux.generation import FileRef, GenerateInput, InlineRef, Job
+from pollux.generation import GenerateRequest, Job
+from pollux.media.tokens import modality_details
 from pollux.prompt import mmss
-from pollux.prompt_types import VideoOptions
+from pollux.prompt_types import FileRef, InlineRef, Part, RequestTurn, TextPart, VideoOptions
 
 RESPONSE_MIME_TYPES = ("text/plain", "application/json", "text/x.enum")
 
@@ -28,24 +30,24 @@ async def read_json(request: Request) -> dict:
     return await json_reader.read_object(request, ctx(request).settings.max_inline_bytes)
 
 
-def to_input(req: GenerateContentRequest) -> GenerateInput:
-    """The wire request, engine-neutral; its cachedContent is resolved later (`with_cached`)."""
+def to_input(req: GenerateContentRequest) -> GenerateRequest:
+    """The wire request as the one typed `GenerateRequest`; its cachedContent is resolved later (`with_cached`)."""
     if req.cached_content and (req.system_instruction is not None or req.tools or req.tool_config is not None):
         raise InvalidArgument("Tool config, tools and system instruction should not be set in the request when "
                               "using cached content.")  # Gemini's rule: they belong in the cache
-    turns = []
+    turns: list[RequestTurn] = []
     for i, content in enumerate(req.contents):
-        role = content.role or "user"
-        if role not in ("user", "model"):
+        if content.role not in (None, "", "user", "model"):
             raise InvalidArgument(f"Invalid role {content.role!r} in contents[{i}]: use 'user' or 'model'.")
+        role: Literal["user", "model"] = "model" if content.role == "model" else "user"
         if not content.parts:
             raise InvalidArgument(f"contents[{i}].parts must not be empty.")
-        parts: list = []
+        parts: list[Part] = []
         for j, part in enumerate(content.parts):
             video = VideoOptions(part.video_metadata.start_offset, part.video_metadata.end_offset,
                                  part.video_metadata.fps) if part.video_metadata else None
             if part.text is not None:
-                parts.append(part.text)
+                parts.append(TextPart(part.text))
             elif part.inline_data is not None:
                 parts.append(InlineRef(part.inline_data.mime_type, part.inline_data.data, video, part.media_resolution))
             elif part.file_data is not None:
@@ -56,7 +58,7 @@ def to_input(req: GenerateContentRequest) -> GenerateInput:
                 kinds = sorted(part.model_extra or {}) or ["empty part"]
                 raise InvalidArgument(f"contents[{i}].parts[{j}]: {', '.join(kinds)} is not supported; "
                                       "parts may hold text, inlineData or fileData.")
-        turns.append((role, parts))
+        turns.append(RequestTurn(role, parts))
     system = None
     if req.system_instruction is not None:
         system = "\n".join(p.text for p in req.system_instruction.parts if p.text) or None
@@ -65,7 +67,7 @@ def to_input(req: GenerateContentRequest) -> GenerateInput:
     thinking = cfg.thinking_config if cfg else None
     params = to_params(cfg)
     params.tools, params.tool_config = tools.declarations(req.tools), tools.tool_config(req.tool_config)
-    return GenerateInput(turns, system, params, media_resolution=cfg.media_resolution if cfg else None,
+    return GenerateRequest(turns, system, params, media_resolution=cfg.media_resolution if cfg else None,
                          thinking_budget=thinking.thinking_budget if thinking else None,
                          thinking_level=thinking.thinking_level if thinking else None)
 
@@ -94,7 +96,7 @@ def to_params(cfg: GenerationConfig | None) -> GenerationParams:
         response_schema=schema, response_logprobs=bool(cfg.response_logprobs), logprobs=cfg.logprobs)
 
 
-async def with_cached(request: Request, project: str, req: GenerateContentRequest, version: str) -> GenerateInput:
+async def with_cached(request: Request, project: str, req: GenerateContentRequest, version: str) -> GenerateRequest:
     """`to_input`, with the named cachedContent (this project's, live) resolved into its prefix."""
     inp = to_input(req)
     if req.cached_content:
@@ -141,7 +143,7 @@ def usage_json(job: Job, output_tokens: int | None, reused: int = 0) -> dict:
     if output_tokens is not None:
         out["candidatesTokenCount"] = output_tokens
     out["totalTokenCount"] = prompt + (output_tokens or 0)
-    out["promptTokensDetails"] = [{"modality": k, "tokenCount": v} for k, v in job.usage.by_modality.items()]
+    out["promptTokensDetails"] = modality_details(job.usage.by_modality)
     cached = cached_tokens(job, reused)
     if cached:
         out["cachedContentTokenCount"] = cached
@@ -244,6 +246,6 @@ async def count_tokens(request: Request) -> JSONResponse:
                                      method="countTokens")
     body = {"totalTokens": job.usage.prompt_tokens,
             **({"cachedContentTokenCount": job.usage.cached_tokens} if job.usage.cached_tokens else {}),
-            "promptTokensDetails": [{"modality": k, "tokenCount": v} for k, v in job.usage.by_modality.items()],
+            "promptTokensDetails": modality_details(job.usage.by_modality),
             **thinning_json(job)}
     return JSONResponse(body, headers=_native_headers(job))

@@ -35,6 +35,7 @@ from pollux.api.generate import read_json, to_input
 from pollux.api.schema import GenerateContentRequest, checked_json_schema, parse
 from pollux.errors import FailedPrecondition, InvalidArgument, NotFound, PolluxError
 from pollux.generation import Job
+from pollux.media import tokens
 
 # The Interactions API's error codes (its docs' table), by google.rpc status.
 ERROR_CODES = {
@@ -276,7 +277,7 @@ def _now() -> str:
 
 
 def usage_json(job: Job, output_tokens: int) -> dict:
-    by_modality = [{"modality": k.lower(), "tokens": v} for k, v in job.usage.by_modality.items()]
+    by_modality = [{"modality": k.lower(), "tokens": v} for k, v in tokens.reported(job.usage.by_modality).items()]
     prompt = job.usage.prompt_tokens
     return {"total_input_tokens": prompt, "input_tokens_by_modality": by_modality,
             "total_output_tokens": output_tokens, "output_tokens_by_modality": [{"modality": "text",

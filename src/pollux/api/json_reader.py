@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import re
-from json.decoder import scanstring
+from json.decoder import scanstring  # type: ignore[attr-defined]  # the stdlib's, untyped in typeshed
 from typing import Any
 
 from starlette.requests import Request
@@ -284,7 +284,7 @@ class _Parser:
             raise _Fail("Number exceeds the range of double.", start) from None
 
     def _ws(self) -> None:
-        self.pos = _WS.match(self.text, self.pos).end()
+        self.pos = _WS.match(self.text, self.pos).end()  # type: ignore[union-attr]  # \s* always matches
 
     def _peek(self) -> str:
         return self.text[self.pos] if self.pos < len(self.text) else ""

@@ -14,7 +14,8 @@ import binascii
 import functools
 import logging
 import re
-from typing import Any, ClassVar
+from collections.abc import Sequence
+from typing import Any, ClassVar, TypeVar
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel, to_snake
@@ -170,7 +171,7 @@ MODALITIES = ["MODALITY_UNSPECIFIED", "TEXT", "IMAGE", "AUDIO"]
 THINKING_LEVELS = ["THINKING_LEVEL_UNSPECIFIED", "LOW", "MEDIUM", "HIGH", "MINIMAL"]
 
 
-def _enum(names: list[str], value: Any, type_name: str, extra: list[str] = (), prefix: str = "",
+def _enum(names: list[str], value: Any, type_name: str, extra: Sequence[str] = (), prefix: str = "",
           suffix: str = "") -> str:
     """An enum given by name (any case) or proto number → its name; else Gemini's invalid-value 400."""
     if isinstance(value, (int, float)) and not isinstance(value, bool) and int(value) == value \
@@ -332,7 +333,10 @@ def proto_path(loc: tuple) -> str:
     return out
 
 
-def parse(model: type[BaseModel], data: Any, api_version: str = "v1beta") -> Any:
+WireModel = TypeVar("WireModel", bound=BaseModel)
+
+
+def parse(model: type[WireModel], data: Any, api_version: str = "v1beta") -> WireModel:
     """Validate a decoded JSON body, turning pydantic's errors into one INVALID_ARGUMENT message,
     in Gemini's words for unknown names and bad enum values."""
     if not isinstance(data, dict):

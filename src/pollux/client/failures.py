@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import typer
 
@@ -55,9 +56,10 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
     return tuple(found)
 
 
-def _reasons(details: object) -> set[str]:
+def _reasons(details: Any) -> set[str]:
     try:
-        return {d.get("reason") for d in details["error"].get("details", []) if isinstance(d, dict)} - {None}
+        return {d["reason"] for d in details["error"].get("details", []) if isinstance(d, dict)
+                and d.get("reason") is not None}
     except (TypeError, KeyError, AttributeError):
         return set()
 

@@ -84,8 +84,9 @@ class TransferDisplay:
 
     def track(self, label: str, total: int) -> Callable[[int], None]:
         if self._progress:
-            task = self._progress.add_task(label, total=total)
-            return lambda n: self._progress.advance(task, n)
+            progress = self._progress
+            task = progress.add_task(label, total=total)
+            return lambda n: progress.advance(task, n)
         done = 0
         self.console.print(f"uploading {label}: 0/{total} bytes (0%)", highlight=False)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -36,7 +37,7 @@ def prepare(client, sources: list[str], prompt: str, *, inline_max: int, err: Co
             to_upload.append((i, value))
 
     prepared = Prepared(contents=[])
-    remote: dict[int, object] = {}
+    remote: dict[int, Any] = {}  # google.genai File objects
     if to_upload:
         with TransferDisplay(err) as display:
             for i, path in to_upload:
@@ -57,7 +58,7 @@ def prepare(client, sources: list[str], prompt: str, *, inline_max: int, err: Co
     return prepared
 
 
-def _classify(source: str) -> tuple[str, object]:
+def _classify(source: str) -> tuple[str, Any]:  # a Path for "local", a files/NAME for "remote"
     path = Path(source)
     if path.is_file():
         return "local", path

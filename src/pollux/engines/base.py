@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Any
 
 from pollux.errors import InvalidArgument
@@ -121,13 +121,13 @@ class Engine(ABC):
 
 
 @lru_cache(maxsize=None)
-def engine_classes() -> dict[str, type[Engine]]:
+def engine_classes() -> dict[str, "_lazy | EntryPoint"]:
     """Engines registered under the `pollux.engines` entry-point group, plus the built-ins."""
-    classes: dict[str, type[Engine]] = {}
+    classes: dict[str, _lazy | EntryPoint] = {}
     for name, path in BUILTIN_ENGINES.items():
         classes[name] = _lazy(path)
     for ep in entry_points(group="pollux.engines"):
-        classes.setdefault(ep.name, ep)  # type: ignore[assignment]
+        classes.setdefault(ep.name, ep)
     return classes
 
 

@@ -144,7 +144,7 @@ class FeatureStore:
                 if owner:
                     event = self._pending[key] = threading.Event()
             if not owner:
-                event.wait()  # computed elsewhere; if that failed, the loop computes it here
+                event.wait()  # type: ignore[union-attr]  # computed elsewhere; if that failed, the loop computes it here
                 continue
             try:
                 value = compute()
@@ -153,7 +153,7 @@ class FeatureStore:
             finally:
                 with self._lock:
                     self._pending.pop(key, None)
-                event.set()
+                event.set()  # type: ignore[union-attr]
 
     def _put(self, key: str, value: Features, counted: bool = True) -> None:
         with self._lock:
@@ -353,7 +353,7 @@ class Warmup:
             if done is not None:
                 pending.append(done)
         deadline = time.monotonic() + self.image_timeout
-        file_id = getattr(record, "key", None) or getattr(record, "id", "?")  # jobs are keyed by storage key
+        file_id = str(getattr(record, "key", None) or getattr(record, "id", "?"))  # jobs are keyed by storage key
         for done in pending:
             while not done.wait(0.2):
                 if self.files.processor.is_cancelled(file_id):

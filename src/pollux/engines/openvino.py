@@ -78,7 +78,7 @@ class OpenVINOEngine(TransformersEngine):
 
     def __init__(self, entry: "ModelEntry", settings: "Settings"):
         super().__init__(entry, settings)
-        self._load_lock = threading.RLock()  # the fallback path calls TransformersEngine.load inside it
+        self._load_lock: Any = threading.RLock()  # the fallback path calls TransformersEngine.load inside it
         self.fast = False
         self.fallback_reason: str | None = None
         self.converted: Path | None = None
@@ -365,7 +365,7 @@ class OpenVINOEngine(TransformersEngine):
                 for image in images:
                     key = self._ov_feature_key(image)
                     if key is not None and key not in self.features:
-                        jobs.append((key, lambda image=image: self.image_features(image)))
+                        jobs.append((key, lambda image=image: self.image_features(image)))  # type: ignore[misc]
                 if warm_prefix:
                     jobs.append((f"prefix:{id(prompt)}", lambda: self._ov_warm(prompt)))
             finally:

@@ -18,7 +18,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Iterator
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -258,7 +258,7 @@ class RemoteEngine(Engine):
     def generate(self, prompt: Prompt, params: GenerationParams, cancel: threading.Event) -> Iterator[Delta]:
         """The thread-side form (direct use, tools): runs `astream` on a private event loop."""
         loop = asyncio.new_event_loop()
-        stream = self.astream(prompt, params)
+        stream: AsyncGenerator[Delta, None] = self.astream(prompt, params)
         try:
             while not cancel.is_set():
                 try:
@@ -281,12 +281,12 @@ class RemoteEngine(Engine):
                                                                  headers=self._headers())
         return client
 
-    async def astream(self, prompt: Prompt, params: GenerationParams) -> AsyncIterator[Delta]:
+    async def astream(self, prompt: Prompt, params: GenerationParams) -> AsyncGenerator[Delta, None]:
         """Deltas as the server streams them; closing this iterator closes the upstream request."""
         if not self.model:
             await asyncio.to_thread(self.load)
         # Encoding images is CPU work: off the event loop, once for every attempt.
-        body = await asyncio.to_thread(mapping.request_body, prompt, params, self.model,
+        body = await asyncio.to_thread(mapping.request_body, prompt, params, self.model or "",  # set by load
                                        audio=self.capabilities.audio, extra=self.extra_body,
                                        image_url=self._data_urls)
         payload = await asyncio.to_thread(lambda: json.dumps(body).encode())
@@ -334,7 +334,7 @@ class RemoteEngine(Engine):
             await asyncio.sleep(0.01)
 
     async def _attempt(self, replica: Replica, payload: bytes, body: dict,
-                       state: mapping.StreamState) -> AsyncIterator[Delta]:
+                       state: mapping.StreamState) -> AsyncGenerator[Delta, None]:
         client = self._client()
         try:
             request = client.build_request("POST", replica.url + "/chat/completions", content=payload,
@@ -434,7 +434,7 @@ def smart_resize(size: tuple[int, int], factor: int = 28, min_pixels: int = 56 *
     return w_bar, h_bar
 
 
-async def _events(resp: httpx.Response) -> AsyncIterator[dict]:
+async def _events(resp: httpx.Response) -> AsyncGenerator[dict, None]:
     """The SSE `data:` payloads of a chat-completions stream (a plain JSON answer is accepted too)."""
     if not resp.headers.get("content-type", "").startswith("text/event-stream"):
         raw = await resp.aread()

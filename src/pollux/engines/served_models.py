@@ -68,7 +68,7 @@ def entries_from_server(settings: "Settings", taken: set[str]) -> list[ModelEntr
         options = {**options_base, **({"model": name} if name else {})}
         return [_entry(entry_id(name or "remote", taken), name or "the engine's first model", urls, options,
                        family_of(name or ""), None)]
-    out = []
+    out: list[ModelEntry] = []
     for m in models:
         out.append(_entry(entry_id(m["id"], taken | {e.id for e in out}), m["id"], urls,
                           {**options_base, "model": m["id"]}, family_of(m["id"]), m.get("max_model_len")))

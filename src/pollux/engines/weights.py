@@ -34,6 +34,7 @@ def _is_local_path(source: str) -> bool:
 def resolve(entry: "ModelEntry", settings: "Settings") -> Path:
     """The folder holding `entry`'s weights; ModelUnavailable (naming `pollux pull`) when absent."""
     source = entry.source
+    assert isinstance(source, str), "a tuple of replicas names a remote server, which has no weights here"
     if _is_local_path(source):
         folder = Path(source).expanduser()
         if (folder / "config.json").is_file() or (folder / "model.bin").is_file():
@@ -46,6 +47,10 @@ def resolve(entry: "ModelEntry", settings: "Settings") -> Path:
     pulled = pulled_dir(entry, settings)
     if (pulled / PULLED_MARKER).is_file():
         return pulled
+    from pollux.engines import pull  # absent: pulled on first use when allowed (a 503 with progress meanwhile)
+
+    if (fetched := pull.on_first_use(entry, settings)) is not None:
+        return fetched
     raise ModelUnavailable(
         f"The weights of model {entry.id} ({source}) are not on this machine. "
         f"Run `pollux pull {entry.id}` to download them, or set the model's source to a local folder.",
@@ -70,7 +75,9 @@ def _from_hf_cache(repo_id: str, revision: str | None) -> Path | None:
 
 def pull(entry: "ModelEntry", settings: "Settings", progress: bool = True) -> Path:
     """Download `entry`'s weights from the Hugging Face Hub into models_dir (resumable), with a progress bar."""
-    if _is_local_path(entry.source):
+    source = entry.source
+    assert isinstance(source, str), "a tuple of replicas names a remote server, which has no weights here"
+    if _is_local_path(source):
         return resolve(entry, settings)
     from huggingface_hub import snapshot_download
     from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
@@ -79,7 +86,7 @@ def pull(entry: "ModelEntry", settings: "Settings", progress: bool = True) -> Pa
     target.mkdir(parents=True, exist_ok=True)
     (disable_progress_bars if not progress else enable_progress_bars)()
     try:
-        snapshot_download(entry.source, revision=entry.revision, local_dir=target, allow_patterns=PULL_PATTERNS)
+        snapshot_download(source, revision=entry.revision, local_dir=target, allow_patterns=PULL_PATTERNS)
     except Exception as e:  # network, auth, unknown repo: one clear message, no stack trace
         raise ModelUnavailable(f"Downloading {entry.id} from {entry.source} failed: {e}",
                                reason="MODEL_DOWNLOAD_FAILED", metadata={"model": entry.id}) from None

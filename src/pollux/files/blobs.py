@@ -62,7 +62,10 @@ class Assembly(Protocol):
     """A commit's bytes, gathered at the blob's key but not yet visible."""
 
     sha256: str  # hex digest of every byte
-    path: Path  # a local file holding the bytes (decoded now for images)
+
+    @property
+    def path(self) -> Path:
+        """A local file holding the bytes (decoded now for images)."""
 
     def complete(self) -> None:
         """Make the blob durable and visible at its key."""

@@ -8,6 +8,7 @@ sweeper deletes it.
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass
 
 from sqlalchemy import BigInteger, Column, Index, Integer, String, Table, Text, and_, delete, insert, or_, select, update
@@ -83,7 +84,7 @@ class CacheStore:
             done = c.execute(delete(cached_contents).where(t.project == project, t.id == cache_id, t.expire_us > now))
         return done.rowcount > 0
 
-    def take_expired(self, now: int) -> list[str]:
+    def take_expired(self, now: int) -> builtins.list[str]:  # `list` is a method here
         """Delete the expired rows; their ids (to release what engines pinned for them)."""
         t = cached_contents.c
         with self.store.writing() as c:
@@ -92,7 +93,7 @@ class CacheStore:
                 c.execute(delete(cached_contents).where(t.id.in_(ids)))
         return ids
 
-    def live(self, now: int) -> list[CacheRecord]:
+    def live(self, now: int) -> builtins.list[CacheRecord]:
         """Every live cache (start-up pins them again)."""
         with self.store.engine.connect() as c:
             rows = c.execute(select(cached_contents).where(cached_contents.c.expire_us > now)).all()

@@ -84,6 +84,7 @@ class SessionLocks:
         return held
 
     async def _try(self, session_id: str):
+        assert self.cluster is not None
         attempt = asyncio.ensure_future(asyncio.to_thread(self.cluster.try_lock, lock_name(session_id)))
         try:
             return await asyncio.shield(attempt)

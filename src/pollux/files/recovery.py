@@ -52,12 +52,12 @@ def settle_commits(store: MetadataStore, blobs: BlobStore) -> dict[str, list[str
         if not s.received or blobs.has_staging(s.id):
             continue
         with claim(store, s.id) as mine:
-            s = store.get_session(s.id) if mine else None
-            if s is not None and s.status == "active" and s.received and not blobs.has_staging(s.id) \
-                    and blobs.blob_size(s.file_id) == s.received and not store.file_exists(s.file_id) \
-                    and s.file_id not in store.tombstoned():
-                blobs.uncommit(s.file_id, s.id)
-                done["back"].append(s.id)
+            now = store.get_session(s.id) if mine else None
+            if now is not None and now.status == "active" and now.received and not blobs.has_staging(now.id) \
+                    and blobs.blob_size(now.file_id) == now.received and not store.file_exists(now.file_id) \
+                    and now.file_id not in store.tombstoned():
+                blobs.uncommit(now.file_id, now.id)
+                done["back"].append(now.id)
     return done
 
 
@@ -67,9 +67,9 @@ def settle_abandoned(store: MetadataStore, blobs: BlobStore) -> dict[str, list[s
     done: dict[str, list[str]] = {"forward": [], "back": [], "lost": [], "busy": []}
     for s in store.sessions_in("committing"):
         with claim(store, s.id) as mine:
-            s = store.get_session(s.id) if mine else None  # as it is now that nobody else may change it
-            if s is not None and s.status == "committing":
-                done[settle(store, blobs, s)].append(s.id)
+            now = store.get_session(s.id) if mine else None  # as it is now that nobody else may change it
+            if now is not None and now.status == "committing":
+                done[settle(store, blobs, now)].append(now.id)
     return done
 
 

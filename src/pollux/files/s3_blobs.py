@@ -29,7 +29,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pollux.errors import Unavailable
 from pollux.files import upload_parts
@@ -235,7 +235,8 @@ class S3BlobStore:
             self.s3.upload_file(str(path), self.bucket, self._k(rel))
             stale.discard(self._k(rel))
             if path.parent == local and path.name == MANIFEST:
-                manifest_etag = self._head(rel)["ETag"]
+                head = self._head(rel)
+                manifest_etag = head["ETag"] if head else None
         self._delete_many(sorted(stale))
         if manifest_etag:
             self.cache.mark("artifacts", key, manifest_etag)
@@ -402,7 +403,7 @@ class S3Assembly:
     blobs: S3BlobStore
     key: str
     parts: list[Part]
-    hasher: object | None  # the upload's digest when this node saw every byte, else computed here
+    hasher: Any | None  # the upload's digest when this node saw every byte, else computed here
     tee: Path | None  # a local copy written while streaming (for decoding now, and this node's cache)
     sha256: str = ""
     upload_id: str = ""

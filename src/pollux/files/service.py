@@ -438,7 +438,7 @@ class FileService:
         if s is not None and s.declared_size is not None and total > s.declared_size:
             raise InvalidArgument(f"Received more bytes than the {s.declared_size} declared for this upload.")
 
-    def _quota_error(self, used: int, total: int) -> ResourceExhausted:
+    def _quota_error(self, used: int | None, total: int) -> ResourceExhausted:
         return ResourceExhausted(
             f"Project storage quota exceeded: {used} bytes stored, this upload needs {total}, "
             f"the limit is {self.settings.max_project_bytes} bytes.")

@@ -22,7 +22,7 @@ DISK_FULL = ("The server's storage is full: the request's bytes were not kept. R
 NOT_WRITABLE = "The server's storage is not writable at the moment; files can be read but not stored. Retry later."
 
 
-def _chain(exc: BaseException) -> Iterator[BaseException]:
+def _chain(exc: BaseException | None) -> Iterator[BaseException]:
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))

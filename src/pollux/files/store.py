@@ -29,7 +29,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (BigInteger, Boolean, Column, Connection, Float, Index, Integer, MetaData, String, Table, Text,
                         and_, create_engine, delete, event, func, insert, or_, select, text, update)
@@ -266,7 +266,7 @@ class MetadataStore:
         if not self.is_sqlite:
             raise StorageError("`pollux backup` copies SQLite databases; back up other databases with their own tools.")
         with self.engine.connect() as c:
-            src = c.connection.dbapi_connection
+            src: Any = c.connection.dbapi_connection  # a sqlite3 connection (checked above)
             dst = sqlite3.connect(path)
             try:
                 src.backup(dst)

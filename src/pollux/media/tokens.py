@@ -1,4 +1,5 @@
 """Gemini-rule token accounting. Pure: no I/O, no decoding, only numbers in and numbers out.
+The only place Gemini-rule counts are computed (`count_request` for a prepared request).
 
 Rules (gemini-contract.md §6 and the seed's "Technical details"):
 
@@ -26,11 +27,14 @@ Rules (gemini-contract.md §6 and the seed's "Technical details"):
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from pollux.errors import InvalidArgument
+from pollux.media.prepared import PreparedAudio, PreparedImage, PreparedVideo
+from pollux.prompt_types import FunctionCall, FunctionResponse, MediaPart, RequestTurn, TextPart, VideoOptions
 
 PROFILES = ("gemini-1.5", "gemini-2", "gemini-3")
 DEFAULT_PROFILE = "gemini-2"
@@ -155,6 +159,15 @@ def count_text_estimate(text: str) -> int:
 
 
 @dataclass(frozen=True)
+class ImageInput:
+    """One image part, as `count_modalities` needs it: its original size and mediaResolution."""
+
+    width: int
+    height: int
+    resolution: str | None = None
+
+
+@dataclass(frozen=True)
 class VideoInput:
     """One video part, as `count_modalities` needs it."""
 
@@ -163,12 +176,13 @@ class VideoInput:
     fps: float | None = None
     start: float | None = None
     end: float | None = None
+    resolution: str | None = None
 
 
 def count_modalities(
     *,
     texts: Iterable[str] = (),
-    images: Iterable[tuple[int, int]] = (),
+    images: Iterable[ImageInput | tuple[int, int]] = (),
     videos: Iterable[VideoInput] = (),
     audios: Iterable[float] = (),
     profile: str = DEFAULT_PROFILE,
@@ -176,21 +190,74 @@ def count_modalities(
 ) -> dict[str, int]:
     """Sum a prompt per modality: {"TEXT", "IMAGE", "VIDEO", "AUDIO"} (always all four keys).
 
-    `images` are original (width, height); `audios` are durations in seconds; `text_counter`
-    is an engine's real tokenizer when it has one, else the chars/4 estimate.
+    `images` are original sizes (an `ImageInput`, or a bare (width, height)); `audios` are durations
+    in seconds; `text_counter` is an engine's real tokenizer when it has one, else the chars/4 estimate.
     """
     count_text = text_counter or count_text_estimate
     totals = dict.fromkeys(MODALITIES, 0)
     totals["TEXT"] = sum(count_text(t) for t in texts)
-    totals["IMAGE"] = sum(count_image(w, h, profile) for w, h in images)
+    for im in images:
+        im = im if isinstance(im, ImageInput) else ImageInput(*im)
+        totals["IMAGE"] += count_image(im.width, im.height, profile, im.resolution)
     for v in videos:
-        video, audio = count_video(v.duration, v.fps, v.start, v.end, v.has_audio, profile)
+        video, audio = count_video(v.duration, v.fps, v.start, v.end, v.has_audio, profile, v.resolution)
         totals["VIDEO"] += video
         totals["AUDIO"] += audio
     totals["AUDIO"] += sum(count_audio(d) for d in audios)
     return totals
 
 
-def modality_details(totals: dict[str, int]) -> list[dict]:
-    """`promptTokensDetails` entries, zero modalities left out."""
-    return [{"modality": m, "tokenCount": n} for m, n in totals.items() if n]
+def count_request(
+    turns: Iterable[RequestTurn],
+    system: str | None,
+    profile: str = DEFAULT_PROFILE,
+    text_counter: Callable[[str], int] | None = None,
+    resolution: str | None = None,
+) -> dict[str, int]:
+    """The Gemini-rule counts of a request whose media is prepared (`MediaPart`s), per modality.
+
+    A function call or response counts as the text of its JSON; `resolution` is generationConfig's
+    mediaResolution, used by parts that name none of their own.
+    """
+    texts = [system] if system else []
+    images: list[ImageInput] = []
+    videos: list[VideoInput] = []
+    audios: list[float] = []
+    for turn in turns:
+        for part in turn.parts:
+            if isinstance(part, TextPart):
+                texts.append(part.text)
+            elif isinstance(part, (FunctionCall, FunctionResponse)):
+                texts.append(json.dumps(vars(part)))
+            elif isinstance(part, MediaPart):
+                p, res = part.prepared, part.resolution or resolution
+                if isinstance(p, PreparedImage):
+                    images.append(ImageInput(*p.original_size, res))
+                elif isinstance(p, PreparedVideo):
+                    v = part.video or VideoOptions()
+                    videos.append(VideoInput(p.duration, p.audio is not None, v.fps, v.start, v.end, res))
+                elif isinstance(p, PreparedAudio):
+                    audios.append(p.duration)
+            else:  # a FileRef / InlineRef: media is counted once prepared, never guessed
+                raise TypeError(f"count_request needs prepared media, got {type(part).__name__}")
+    return count_modalities(texts=texts, images=images, videos=videos, audios=audios, profile=profile,
+                            text_counter=text_counter)
+
+
+def reported(totals: dict[str, int]) -> dict[str, int]:
+    """The modalities Gemini reports in `promptTokensDetails`: those the prompt has tokens of. A
+    modality absent from the prompt (0 tokens) is left out, a prompt of one fileData image reports
+    IMAGE alone; the total is the same either way."""
+    return {m: n for m, n in totals.items() if n}
+
+
+def modality_details(totals: dict[str, int]) -> list[dict[str, str | int]]:
+    """`promptTokensDetails` entries (Gemini's wire form), zero modalities left out."""
+    return [{"modality": m, "tokenCount": n} for m, n in reported(totals).items()]
+
+
+def check_input_limit(total: int, limit: int) -> None:
+    """Gemini's 400 for a prompt over the model's `inputTokenLimit`, in the accounting countTokens reports."""
+    if total > limit:
+        raise InvalidArgument(f"The input token count ({total}) exceeds the maximum number of tokens allowed "
+                              f"({limit}).")

@@ -31,6 +31,7 @@ from pollux.errors import InvalidArgument, PayloadTooLarge, UnsupportedMedia
 from pollux.media import mime as mimes
 
 if TYPE_CHECKING:
+    from pollux.prompt_types import PreparedMedia
     from pollux.settings import Settings
 
 MAX_REDIRECTS = 5
@@ -45,7 +46,7 @@ YOUTUBE_HOSTS = ("youtube.com", "www.youtube.com", "m.youtube.com", "music.youtu
 class Fetched:
     path: Path  # the bytes, in the request's scratch folder
     mime_type: str  # sniffed and checked like an upload's
-    prepared: object = None  # the caller's prepared media, kept with the bytes for the request
+    prepared: "PreparedMedia | None" = None  # the caller's prepared media, kept with the bytes for the request
 
 
 def is_url(uri: str) -> bool:
@@ -129,7 +130,7 @@ class UrlFetcher:
             infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except OSError as e:
             raise InvalidArgument(f"Cannot fetch {url}: the host {host} does not resolve ({e}).") from None
-        addresses = [ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos]
+        addresses = [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
         if not self.settings.allow_private_urls:
             for a in addresses:
                 if not a.is_global or a.is_multicast:

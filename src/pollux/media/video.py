@@ -183,7 +183,7 @@ def _keyframes_cover(stream: av.video.stream.VideoStream, targets: list[float], 
     shift = (stream.start_time - stamps[0][0]) if stream.start_time is not None else 0  # index times are dts
 
     def seconds(ts: int) -> float:
-        return float((ts + shift) * stream.time_base) - origin
+        return float((ts + shift) * stream.time_base) - origin  # type: ignore[operator]  # set on a video stream
 
     times = sorted(seconds(ts) for ts, key in stamps if key)
     last = seconds(max(ts for ts, _ in stamps))
@@ -223,7 +223,7 @@ def _prepare(
         if skip is None:
             skip = "NONKEY" if declared and _keyframes_cover(vstream, targets, origin, sampler.lead) else "NONREF"
         vstream.codec_context.thread_type = "AUTO"
-        vstream.codec_context.skip_frame = skip
+        vstream.codec_context.skip_frame = skip  # type: ignore[assignment]  # one of PyAV's names
 
         with artifact.building(artifact_dir, cancelled) as staging:
             frames = _FrameWriter(staging, vstream, sampler, skip)
@@ -236,7 +236,7 @@ def _prepare(
                         artifact.check_cancelled(cancelled)
                     if packet.stream is not vstream:
                         for frame in decode_packet(packet):
-                            audio.write(frame)
+                            audio.write(frame)  # type: ignore[union-attr]  # an audio packet: astream exists
                         continue
                     if packet.pts is not None and packet.time_base is not None:
                         pt = float(packet.pts * packet.time_base) - origin
@@ -444,7 +444,7 @@ def _decode_targets(video: PreparedVideo, targets: list[float], fps: float, cach
             picks = _sample_source(video.source_path, sampler, origin, end, seek=False)
     except (InvalidArgument, av.error.FFmpegError, OSError):
         return {}
-    geo = _Geometry(tuple(video.original_size), tuple(video.extra.get("frame_size", video.original_size)),
+    geo = _Geometry(tuple(video.original_size), tuple(video.extra.get("frame_size", video.original_size)),  # type: ignore[arg-type]
                     video.extra.get("rotation", 0))  # fmt: skip
     saved: dict[int, tuple[float, str]] = {}
     frames: dict[int, Frame] = {}
@@ -471,7 +471,7 @@ def _sample_source(source: Path, sampler: _Sampler, origin: float, end: float, s
         stream.codec_context.thread_type = "AUTO"
         seek = seek and targets[0] > 1.0
         if seek:
-            offset = int((targets[0] - 1.0 + origin) / stream.time_base)
+            offset = int((targets[0] - 1.0 + origin) / stream.time_base)  # type: ignore[operator]
             container.seek(offset, stream=stream, backward=True, any_frame=False)
         rate = _stream_rate(stream)
         picks: list[_Pick] = []

@@ -37,7 +37,9 @@ def target_metadata():
 
 
 def head() -> str:
-    return ScriptDirectory.from_config(_config()).get_current_head()
+    head = ScriptDirectory.from_config(_config()).get_current_head()
+    assert head is not None, "the migrations folder has no revisions"
+    return head
 
 
 def current(connection: Connection) -> str | None:
@@ -60,6 +62,7 @@ def upgrade(engine: Engine) -> str:
             c.commit()
             at = current(c)
             c.commit()
+            assert at is not None  # just upgraded to head
             return at
         finally:
             if postgres:
