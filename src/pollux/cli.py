@@ -6,6 +6,9 @@ import typer
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Pollux: the Gemini API, self-hosted.")
 
+DATABASE_URL_HELP = ("The metadata database's SQLAlchemy URL, e.g. postgresql+psycopg://user@host/pollux "
+                     "(default: SQLite in the data dir).")
+
 
 @app.command()
 def serve(
@@ -19,6 +22,10 @@ def serve(
                                    "llama.cpp, LM Studio): its /v1 base URL; comma-separated for replicas."),
     engine_model: str = typer.Option(None, "--engine-model", help="The served model the Gemini aliases use "
                                      "(default: the first of /v1/models)."),
+    database_url: str = typer.Option(None, "--database-url", help=DATABASE_URL_HELP),
+    workers: int = typer.Option(None, "--workers", min=0, help="Media job loops in this process (default 2)."),
+    no_workers: bool = typer.Option(False, "--no-workers", help="Prepare no media here (an API-only node; "
+                                    "`pollux worker` processes do it)."),
     blob_url: str = typer.Option(None, "--blob-url", help="Where uploaded bytes live: file://DIR (default: the data "
                                  "dir) or s3://BUCKET/PREFIX (endpoint: --s3-endpoint-url or AWS_* variables)."),
     s3_endpoint_url: str = typer.Option(None, "--s3-endpoint-url", help="An S3-compatible endpoint (default AWS)."),
@@ -32,8 +39,8 @@ def serve(
     from pollux.files.store import StorageError
 
     settings = load_settings(config, host=host, port=port, data_dir=data_dir, emulator=emulator, log_level=log_level,
-                             engine_url=engine_url, engine_model=engine_model, blob_url=blob_url,
-                             s3_endpoint_url=s3_endpoint_url)
+                             engine_url=engine_url, engine_model=engine_model, database_url=database_url,
+                             workers=0 if no_workers else workers, blob_url=blob_url, s3_endpoint_url=s3_endpoint_url)
     try:
         app_ = create_app(settings)
     except StorageError as e:  # a data dir we must not serve from: say why, no traceback
@@ -41,6 +48,32 @@ def serve(
         raise typer.Exit(2) from None
     uvicorn.run(app_, host=settings.host, port=settings.port, log_level=settings.log_level,
                 timeout_graceful_shutdown=5)
+
+
+@app.command()
+def worker(
+    database_url: str = typer.Option(None, "--database-url", help="The metadata database the API nodes use."),
+    blob_url: str = typer.Option(None, "--blob-url", help="The blob store the API nodes use (file://DIR, s3://...)."),
+    data_dir: str = typer.Option(None, "--data-dir", help="Local data dir (blobs when no --blob-url, caches)."),
+    config: str = typer.Option(None, "--config", help="TOML settings file."),
+    workers: int = typer.Option(None, "--workers", min=1, help="Jobs run at once (default 2)."),
+    log_level: str = typer.Option(None, "--log-level"),
+) -> None:
+    """Prepare uploaded media (frames, audio, transcripts) for the API nodes: claims jobs, serves no HTTP."""
+    import logging
+
+    from pollux.files.store import StorageError
+    from pollux.settings import load_settings
+    from pollux.worker import run
+
+    settings = load_settings(config, database_url=database_url, blob_url=blob_url, data_dir=data_dir,
+                             workers=workers, log_level=log_level)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        run(settings)
+    except StorageError as e:
+        typer.echo(f"pollux: cannot start: {e}", err=True)
+        raise typer.Exit(2) from None
 
 
 def _data_dir(data_dir: str | None, config: str | None, blob_url: str | None = None):
@@ -91,6 +124,23 @@ def backup(dest: str = typer.Argument(..., help="A new or empty directory."),
         raise typer.Exit(2) from None
     typer.echo(f"backed up {done.files} file(s), {done.bytes} bytes, to {dest}"
                + (f" ({done.dropped} deleted meanwhile, left out)" if done.dropped else ""))
+
+
+@app.command()
+def migrate(database_url: str = typer.Option(None, "--database-url", help=DATABASE_URL_HELP),
+            data_dir: str = typer.Option(None, "--data-dir"), config: str = typer.Option(None, "--config")) -> None:
+    """Bring the metadata database's schema to this version's (start-up does it too); print the revision."""
+    from pollux.files.store import MetadataStore, StorageError, safe_url
+    from pollux.settings import load_settings
+
+    settings = load_settings(config, data_dir=data_dir, database_url=database_url)
+    try:
+        store = MetadataStore.open(settings)
+    except StorageError as e:
+        typer.echo(f"pollux: {e}", err=True)
+        raise typer.Exit(2) from None
+    store.close()
+    typer.echo(f"{safe_url(settings.resolved_database_url)} is at revision {store.revision}")
 
 
 keys_app = typer.Typer(help="API keys (stored hashed).", no_args_is_help=True)

@@ -139,25 +139,11 @@ def build_context(settings: Settings) -> AppContext:
 
 
 def _register_hooks(context: AppContext) -> None:
-    """Speech recognition while a video/audio file is PROCESSING, so its transcript is ready when ACTIVE."""
-    if not context.settings.transcribe:
-        return
-    try:
-        from pollux.engines import whisper
-    except ImportError:
-        log.warning("speech recognition unavailable: faster-whisper is not installed")
-        return
-    from pollux.media.prepared import PreparedAudio, PreparedVideo
+    """Speech recognition while a video/audio file is PROCESSING, so its transcript is ready when ACTIVE;
+    then the plug-in hooks (`processing_hooks`). The same list `pollux worker` runs."""
+    from pollux.worker import media_hooks
 
-    def transcribe(_record, prepared, settings) -> None:
-        audio = prepared.audio if isinstance(prepared, PreparedVideo) else prepared
-        if isinstance(audio, PreparedAudio):
-            try:
-                whisper.transcribe_cached(audio, settings)  # cached next to the artifact for every later prompt
-            except Exception:  # the file is still usable; prompts retry the transcript lazily
-                log.exception("transcription of %s failed", _record.id)
-
-    context.files.processor.hooks.append(transcribe)
+    context.files.processor.hooks.extend(media_hooks(context.settings))
 
 
 def _install_warmup(context: AppContext) -> None:

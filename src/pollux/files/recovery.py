@@ -5,6 +5,12 @@ was deleted), a cancelled session's staging file, or an artifact (derived data) 
 blob or staging file the database cannot explain — a missing, empty, truncated or rolled-back
 database — stops start-up instead of being swept, because those bytes may be the only copy of an
 acknowledged upload.
+
+On a shared database other nodes keep serving while one recovers (under the housekeeping lock), so:
+a session is settled only while recovery holds its upload lock (`locks.claim`; a live node writing or
+committing it holds that lock, a dead node's lock died with it), and bytes count as unexplained only
+when two surveys in a row find them so (a file deleted, or a commit made, between one survey's listing
+and its database read is explained by the next).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import logging
 from dataclasses import dataclass, field
 
 from pollux.files.blobs import BlobStore
+from pollux.files.locks import claim
 from pollux.files.records import FileRecord, UploadSession
 from pollux.files.store import MetadataStore, StorageError
 
@@ -40,14 +47,29 @@ class Survey:
 def settle_commits(store: MetadataStore, blobs: BlobStore) -> dict[str, list[str]]:
     """Finish or undo every commit a crash interrupted (see `settle`), and give blobs renamed by a
     version that recorded no intent back to their sessions."""
+    done = settle_abandoned(store, blobs)
+    for s in store.sessions_in("active"):
+        if not s.received or blobs.has_staging(s.id):
+            continue
+        with claim(store, s.id) as mine:
+            s = store.get_session(s.id) if mine else None
+            if s is not None and s.status == "active" and s.received and not blobs.has_staging(s.id) \
+                    and blobs.blob_size(s.file_id) == s.received and not store.file_exists(s.file_id) \
+                    and s.file_id not in store.tombstoned():
+                blobs.uncommit(s.file_id, s.id)
+                done["back"].append(s.id)
+    return done
+
+
+def settle_abandoned(store: MetadataStore, blobs: BlobStore) -> dict[str, list[str]]:
+    """Settle every commit nobody is making any more (see `settle`): at start-up, every one; on a shared
+    database also from the periodic sweep, for commits of nodes that died (their lock died with them)."""
     done: dict[str, list[str]] = {"forward": [], "back": [], "lost": [], "busy": []}
     for s in store.sessions_in("committing"):
-        done[settle(store, blobs, s)].append(s.id)
-    for s in store.sessions_in("active"):
-        if s.received and not blobs.has_staging(s.id) and blobs.blob_size(s.file_id) == s.received \
-                and not store.file_exists(s.file_id) and s.file_id not in store.tombstoned():
-            blobs.uncommit(s.file_id, s.id)
-            done["back"].append(s.id)
+        with claim(store, s.id) as mine:
+            s = store.get_session(s.id) if mine else None  # as it is now that nobody else may change it
+            if s is not None and s.status == "committing":
+                done[settle(store, blobs, s)].append(s.id)
     return done
 
 
@@ -106,6 +128,13 @@ def survey(store: MetadataStore, blobs: BlobStore) -> Survey:
     return out
 
 
+def _confirmed(first: Survey, second: Survey) -> Survey:
+    """The second survey, its unexplained entries cut to those the first also found."""
+    second.unexplained_blobs = [k for k in second.unexplained_blobs if k in set(first.unexplained_blobs)]
+    second.unexplained_staging = [k for k in second.unexplained_staging if k in set(first.unexplained_staging)]
+    return second
+
+
 def remove_garbage(store: MetadataStore, blobs: BlobStore, found: Survey) -> int:
     """Remove exactly what the survey proved to be garbage; the number of entries removed."""
     for key in found.tombstoned:
@@ -128,6 +157,8 @@ def recover(store: MetadataStore, blobs: BlobStore) -> Survey:
         log.info("settled interrupted commits: %d finished, %d back to resumable",
                  len(settled["forward"]), len(settled["back"]))
     found = survey(store, blobs)
+    if found.unexplained:  # look again: another node may have been deleting or committing meanwhile
+        found = _confirmed(found, survey(store, blobs))
     if found.unexplained:
         raise StorageError(
             f"{_sentence(blobs.describe())} holds {len(found.unexplained_blobs)} stored file(s) and "

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pollux.files")
 
+HOUSEKEEPING = "housekeeping"  # the cluster lock of start-up recovery and the expiry sweep
 _ID_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
 _ALPHABET = string.ascii_lowercase + string.digits
 SNIFF_BYTES = 4096
@@ -82,13 +83,13 @@ class FileService:
         self.settings = settings
         self.store = store or MetadataStore.open(settings)
         self.blobs = blobs or open_blob_store(settings, self.store)
-        self.processor = Processor(self)
+        self.processor = Processor(self.store, self.blobs, settings)
         # Predicates on a MIME type: true when a file of that type that needs no decoding (an image) still
         # has PROCESSING work (the Processor's hooks, e.g. vision features). Registered by the app wiring.
         self.processing_wanted: list[Callable[[str], bool]] = []
         self._hashers: dict[str, tuple[object, int]] = {}  # session id → (sha256, bytes hashed)
         self._hash_lock = threading.Lock()
-        self._sessions = SessionLocks()
+        self._sessions = SessionLocks(cluster=self.store)  # across nodes too, on a shared database
         self._recovered = False
         self.recover()  # before anything is served: a data dir we cannot trust stops the app being built
         self._dir_lock = DirLock(self.blobs.root, exclusive=False)  # tells `pollux doctor` a server is here
@@ -101,7 +102,9 @@ class FileService:
             return
         self.blobs.check_writable()
         try:
-            recovery.recover(self.store, self.blobs)
+            with self.store.cluster_lock(HOUSEKEEPING) as mine:
+                if mine:  # else another node is recovering or sweeping right now: it does this round
+                    recovery.recover(self.store, self.blobs)
         except Exception as e:
             if not out_of_space(e):
                 raise
@@ -129,13 +132,22 @@ class FileService:
         self._dir_lock.release()
 
     def resume_processing(self) -> None:
-        """Submit every PROCESSING file (at start: jobs a stop or a crash interrupted)."""
-        for rec in self.store.files_in_state(State.PROCESSING):
-            self.processor.submit(rec.key)
+        """Queue a job for every PROCESSING file without one (jobs are kept in the database: a stop or a
+        crash leaves them there, claimable again)."""
+        self.processor.resume()
 
     def sweep(self) -> int:
         """Delete expired files (rows, then bytes) and dead upload sessions; retry waiting jobs."""
-        now = now_us()
+        count = 0
+        with self.store.cluster_lock(HOUSEKEEPING) as mine:  # one node sweeps at a time; the others skip
+            if mine:
+                count = self._sweep_expired(now_us())
+        self.processor.resume()  # a PROCESSING file whose job was never queued (its node died in between)
+        return count
+
+    def _sweep_expired(self, now: int) -> int:
+        if self.store.is_postgres:  # other nodes may have died mid-commit; this process's commits hold their lock
+            recovery.settle_abandoned(self.store, self.blobs)
         count = 0
         for rec in self.store.expired_files(now):
             if self.store.delete_file(rec.project, rec.id):
@@ -143,7 +155,7 @@ class FileService:
                 count += 1
         for s in self.store.stale_sessions(now):
             if s.status == "committing":
-                continue  # settled by the next start-up, never swept halfway
+                continue  # settled (by start-up, or above), never swept halfway
             self.blobs.discard_staging(s.id)
             self.store.delete_session(s.id)
             self._forget_hasher(s.id)
@@ -151,8 +163,6 @@ class FileService:
             self.blobs.sweep()  # multipart uploads nobody can finish (S3)
         except Exception as e:
             log.warning("blob store sweep failed: %s", e)
-        for key in self.processor.take_waiting():  # the disk was full: try again (state is re-checked)
-            self.processor.submit(key)
         return count
 
     # ---- queries ----
