@@ -22,9 +22,8 @@ KiB, MiB = 1 << 10, 1 << 20
 
 def _node(tmp_path, s3_server, bucket: str, name: str) -> Server:
     """A node with its own data dir (cache), on the shared SQLite file and bucket."""
-    srv = Server(tmp_path / name, env={**s3_server.env(),
-                                       "POLLUX_DATABASE_URL": f"sqlite:///{tmp_path / 'shared.db'}"})
-    srv.args += ["--blob-url", f"s3://{bucket}/cluster"]
+    srv = Server(tmp_path / name, env=s3_server.env())
+    srv.args += ["--database-url", f"sqlite:///{tmp_path / 'shared.db'}", "--blob-url", f"s3://{bucket}/cluster"]
     return srv
 
 
