@@ -29,25 +29,26 @@ def serve(
     blob_url: str = typer.Option(None, "--blob-url", help="Where uploaded bytes live: file://DIR (default: the data "
                                  "dir) or s3://BUCKET/PREFIX (endpoint: --s3-endpoint-url or AWS_* variables)."),
     s3_endpoint_url: str = typer.Option(None, "--s3-endpoint-url", help="An S3-compatible endpoint (default AWS)."),
+    log_format: str = typer.Option(None, "--log-format", help="text (default) or json: one object per line, "
+                                   "with the request id."),
 ) -> None:
     """Start the server."""
-    import uvicorn
-
     from pollux.api.app import create_app
+    from pollux.observability import serve as serve_app
     from pollux.settings import load_settings
 
     from pollux.files.store import StorageError
 
     settings = load_settings(config, host=host, port=port, data_dir=data_dir, emulator=emulator, log_level=log_level,
                              engine_url=engine_url, engine_model=engine_model, database_url=database_url,
-                             workers=0 if no_workers else workers, blob_url=blob_url, s3_endpoint_url=s3_endpoint_url)
+                             workers=0 if no_workers else workers, blob_url=blob_url,
+                             s3_endpoint_url=s3_endpoint_url, log_format=log_format)
     try:
         app_ = create_app(settings)
     except StorageError as e:  # a data dir we must not serve from: say why, no traceback
         typer.echo(f"pollux: cannot start: {e}", err=True)
         raise typer.Exit(2) from None
-    uvicorn.run(app_, host=settings.host, port=settings.port, log_level=settings.log_level,
-                timeout_graceful_shutdown=5)
+    serve_app(app_, settings)  # uvicorn, draining on SIGTERM first (pollux.observability)
 
 
 @app.command()
@@ -58,17 +59,17 @@ def worker(
     config: str = typer.Option(None, "--config", help="TOML settings file."),
     workers: int = typer.Option(None, "--workers", min=1, help="Jobs run at once (default 2)."),
     log_level: str = typer.Option(None, "--log-level"),
+    log_format: str = typer.Option(None, "--log-format", help="text (default) or json: one object per line."),
 ) -> None:
     """Prepare uploaded media (frames, audio, transcripts) for the API nodes: claims jobs, serves no HTTP."""
-    import logging
-
     from pollux.files.store import StorageError
+    from pollux.observability import configure_logging
     from pollux.settings import load_settings
     from pollux.worker import run
 
     settings = load_settings(config, database_url=database_url, blob_url=blob_url, data_dir=data_dir,
-                             workers=workers, log_level=log_level)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+                             workers=workers, log_level=log_level, log_format=log_format)
+    configure_logging(settings)
     try:
         run(settings)
     except StorageError as e:
@@ -178,6 +179,86 @@ def keys_revoke(prefix: str, data_dir: str = typer.Option(None, "--data-dir"),
         typer.echo(f"no key starts with {prefix!r}", err=True)
         raise typer.Exit(1)
     typer.echo("revoked")
+
+
+projects_app = typer.Typer(help="Per-project settings: rate limits (RPM, TPM, RPD), as Gemini has them.",
+                           no_args_is_help=True)
+app.add_typer(projects_app, name="projects")
+
+
+def _limit_store(data_dir: str | None, config: str | None, database_url: str | None):
+    from pollux.files.limits_store import LimitStore
+    from pollux.files.store import MetadataStore, StorageError
+    from pollux.settings import load_settings
+
+    settings = load_settings(config, data_dir=data_dir, database_url=database_url)
+    try:
+        return LimitStore(MetadataStore.open(settings))
+    except StorageError as e:
+        typer.echo(f"pollux: {e}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _limit_line(lim) -> str:
+    shown = lambda v: "-" if v is None else str(v)  # noqa: E731
+    return f"{lim.project}  {lim.model}  rpm={shown(lim.rpm)}  tpm={shown(lim.tpm)}  rpd={shown(lim.rpd)}"
+
+
+@projects_app.command("set-limits")
+def projects_set_limits(
+    project: str = typer.Argument(..., help="The project (as API keys name it)."),
+    rpm: int = typer.Option(None, "--rpm", min=0, help="Generate requests per minute."),
+    tpm: int = typer.Option(None, "--tpm", min=0, help="Input tokens per minute (Gemini-rule counts)."),
+    rpd: int = typer.Option(None, "--rpd", min=0, help="Generate requests per day (the day starts at midnight "
+                            "Pacific time, as Gemini's)."),
+    model: str = typer.Option(None, "--model", help="A Gemini model name; default * (each model on its own)."),
+    clear: bool = typer.Option(False, "--clear", help="Remove the project's limits (for --model, or all)."),
+    data_dir: str = typer.Option(None, "--data-dir"), config: str = typer.Option(None, "--config"),
+    database_url: str = typer.Option(None, "--database-url"),
+) -> None:
+    """Set a project's limits (replacing the previous ones for that model; an omitted metric is unlimited).
+    Running servers apply them within `rate_limit_refresh_seconds`."""
+    from pollux.files.limits_store import ANY_MODEL, Limits
+
+    store = _limit_store(data_dir, config, database_url)
+    model = model.removeprefix("models/") if model else None
+    if clear:
+        gone = store.clear_limits(project, model)
+        typer.echo(f"cleared {gone} limit row(s) of {project}")
+        return
+    if rpm is None and tpm is None and rpd is None:
+        typer.echo("pollux: name at least one of --rpm, --tpm, --rpd (or --clear)", err=True)
+        raise typer.Exit(2)
+    lim = Limits(project, model or ANY_MODEL, rpm, tpm, rpd)
+    store.set_limits(lim)
+    typer.echo(_limit_line(lim))
+
+
+@projects_app.command("show")
+def projects_show(project: str = typer.Argument(...), data_dir: str = typer.Option(None, "--data-dir"),
+                  config: str = typer.Option(None, "--config"), database_url: str = typer.Option(None, "--database-url")
+                  ) -> None:
+    """A project's limits and its usage in the current windows."""
+    import time
+
+    from pollux.limits import day_window
+
+    store = _limit_store(data_dir, config, database_url)
+    mine = [lim for lim in store.all_limits() if lim.project == project]
+    if not mine:
+        typer.echo(f"{project}: no limits")
+    for lim in mine:
+        typer.echo(_limit_line(lim))
+    for model, metric, start, value in store.usage(project, day_window(time.time())[0]):
+        typer.echo(f"  used {model}  {metric}={value}  (window from {time.strftime('%H:%M:%S', time.gmtime(start))} UTC)")
+
+
+@projects_app.command("list")
+def projects_list(data_dir: str = typer.Option(None, "--data-dir"), config: str = typer.Option(None, "--config"),
+                  database_url: str = typer.Option(None, "--database-url")) -> None:
+    """Every project with limits."""
+    for lim in _limit_store(data_dir, config, database_url).all_limits():
+        typer.echo(_limit_line(lim))
 
 
 def _register_client_commands() -> None:

@@ -102,6 +102,16 @@ class Settings(BaseModel):
     cache_min_tokens: int | None = Field(None, ge=0, description="smallest cache accepted (Gemini-rule tokens); "
                                          "default Gemini's per model: 4096 for Pro models, 1024 for the others")
 
+    # Operations (pollux.limits, pollux.observability).
+    rate_limit_window_seconds: int = Field(60, ge=1, description="length of the RPM/TPM window (Gemini: a "
+                                           "minute; tests shorten it)")
+    rate_limit_refresh_seconds: float = Field(5.0, ge=0, description="how often a node re-reads the projects' "
+                                              "limits (`pollux projects set-limits` applies within this)")
+    log_format: str = Field("text", pattern="^(text|json)$", description="text, or json: one object per line "
+                            "with the request id")
+    drain_seconds: float = Field(30.0, ge=0, description="on SIGTERM, how long in-flight requests (streams, "
+                                 "uploads) may run on while new ones get 503")
+
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'pollux.db').resolve()}"

@@ -12,7 +12,7 @@ from sqlalchemy import create_engine, text
 from pollux import migrations
 from pollux.files.store import MetadataStore
 
-HEAD = "0005_upload_parts"
+HEAD = "0005_upload_parts"  # the newest revision: bump it with each new one (a test then checks the chain)
 
 # The schema as first shipped (git ef128f4): no per-project names, no reservations, no tombstones.
 FIRST_DDL = """

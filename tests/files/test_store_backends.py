@@ -8,8 +8,8 @@ from datetime import timedelta
 
 import pytest
 
-from pollux import migrations
 from pollux.errors import InvalidArgument
+from pollux import migrations
 from pollux.files.records import FileRecord, UploadSession
 from pollux.files.store import MetadataStore, from_us, now_us
 
@@ -71,7 +71,7 @@ def _run_together(*fns):
 
 def test_files_sessions_and_keys_round_trip(stores):
     store = stores()
-    assert store.revision == migrations.head()  # the newest revision, whichever helper added it
+    assert store.revision == migrations.head()
     rec = _file("abc")
     rec.error = None
     store.insert_file(rec)

@@ -290,7 +290,7 @@ class Processor:
         if not self.jobs.holds(job):  # fenced before publishing: a superseded attempt publishes nothing
             log.warning("processing %s: attempt %d was superseded; its result is discarded", key, job.attempt)
             return
-        self.blobs.publish_artifacts(key)
+        self.blobs.publish_artifacts(key)  # visible to every node before the file turns ACTIVE
         if info is None:
             self._end(r, state=State.ACTIVE)
         else:

@@ -30,7 +30,7 @@ def _config(connection: Connection | None = None) -> Config:
 
 def target_metadata():
     """The live `metadata` with every table module loaded (what the schema must equal at head)."""
-    from pollux.files import cache_store, interaction_store, upload_parts  # noqa: F401  (they register their tables)
+    from pollux.files import cache_store, interaction_store, jobs, limits_store, upload_parts  # noqa: F401  (tables)
     from pollux.files.store import metadata
 
     return metadata

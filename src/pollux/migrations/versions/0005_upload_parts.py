@@ -1,7 +1,7 @@
 """upload_parts: acknowledged chunks of resumable uploads kept as objects (S3 blob store)
 
 Revision ID: 0005_upload_parts
-Revises: 0003_jobs (then 0004_rate_limits)
+Revises: 0004_rate_limits
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005_upload_parts"
-down_revision = "0003_jobs"  # the lead chains it after 0004_rate_limits once that lands
+down_revision = "0004_rate_limits"
 branch_labels = None
 depends_on = None
 
