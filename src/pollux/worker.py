@@ -60,6 +60,7 @@ def run(settings: Settings) -> None:
 
     store = MetadataStore.open(settings)
     blobs = open_blob_store(settings, store)
+    blobs.check_writable()  # wrong S3 credentials or a read-only data dir: a clear message, not a traceback
     dir_lock = DirLock(blobs.root, exclusive=False)  # tells `pollux doctor` a process uses the data dir
     processor = Processor(store, blobs, settings)
     processor.hooks.extend(media_hooks(settings))

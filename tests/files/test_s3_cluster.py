@@ -22,9 +22,8 @@ KiB, MiB = 1 << 10, 1 << 20
 
 def _node(tmp_path, s3_server, bucket: str, name: str) -> Server:
     """A node with its own data dir (cache), on the shared SQLite file and bucket."""
-    srv = Server(tmp_path / name, env={**s3_server.env(),
-                                       "POLLUX_DATABASE_URL": f"sqlite:///{tmp_path / 'shared.db'}"})
-    srv.args += ["--blob-url", f"s3://{bucket}/cluster"]
+    srv = Server(tmp_path / name, env=s3_server.env())
+    srv.args += ["--database-url", f"sqlite:///{tmp_path / 'shared.db'}", "--blob-url", f"s3://{bucket}/cluster"]
     return srv
 
 
@@ -90,6 +89,28 @@ def test_video_processed_on_one_node_is_used_by_generation_on_the_other(nodes, t
     assert "video frame" in text  # the frames a's processing published, fetched by b
     key = name.split("/")[1]
     assert (b.data_dir / "cache" / "artifacts" / key / "manifest.json").exists()
+
+
+def test_multipart_related_upload_on_one_node_is_used_on_the_other(nodes):
+    import json
+
+    from tests.conftest import png_bytes
+
+    a, b = nodes
+    data, boundary = png_bytes(40, 30), "pollux-boundary"
+    body = (f"--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n"
+            + json.dumps({"file": {"mimeType": "image/png", "displayName": "tiny"}})
+            + f"\r\n--{boundary}\r\nContent-Type: image/png\r\n\r\n").encode() + data + f"\r\n--{boundary}--".encode()
+    r = httpx.post(f"{b.url}/upload/v1beta/files", headers={**u.H, "X-Goog-Upload-Protocol": "multipart",
+                   "Content-Type": f"multipart/related; boundary={boundary}"}, content=body, timeout=60)
+    assert r.status_code == 200, r.text
+    f = r.json()["file"]
+    assert u.sha_hex(f) == hashlib.sha256(data).hexdigest()
+    parts = [{"fileData": {"fileUri": f"{a.url}/v1beta/{f['name']}", "mimeType": "image/png"}}, {"text": "what?"}]
+    r = httpx.post(f"{a.url}/v1beta/models/gemini-2.5-flash:generateContent", headers=u.H,
+                   json={"contents": [{"parts": parts}]}, timeout=60)
+    assert r.status_code == 200, r.text  # a decoded the image from its own cached copy of b's blob
+    assert (a.data_dir / "cache" / "blobs" / f["name"].split("/")[1]).read_bytes() == data
 
 
 def test_wrong_credentials_stop_start_up_clearly(tmp_path, s3_server, s3_bucket):

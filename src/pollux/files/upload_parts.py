@@ -36,7 +36,7 @@ class Part:
 def advance_with_part(store: MetadataStore, session_id: str, expected: int, received: int, part: Part) -> bool:
     """Acknowledge `part`: move the session from `expected` to `received` and record the chunk, or do
     neither (another node took this offset, or the session is no longer active)."""
-    with store._lock, store.engine.begin() as c:
+    with store.writing() as c:
         moved = c.execute(update(sessions).where(
             sessions.c.id == session_id, sessions.c.received == expected, sessions.c.status == "active")
             .values(received=received)).rowcount > 0
@@ -67,7 +67,7 @@ def owned_keys(store: MetadataStore) -> set[str]:
 
 
 def forget_parts(store: MetadataStore, session_id: str) -> None:
-    with store._lock, store.engine.begin() as c:
+    with store.writing() as c:
         c.execute(delete(upload_parts).where(upload_parts.c.session_id == session_id))
 
 
@@ -76,7 +76,7 @@ def record_commit_sha(store: MetadataStore, session_id: str, sha256: str) -> Non
     (before the blob becomes visible, so a roll-forward inserts the right hash)."""
     import json
 
-    with store._lock, store.engine.begin() as c:
+    with store.writing() as c:
         raw = c.execute(select(sessions.c.commit_json).where(sessions.c.id == session_id)).scalar()
         if raw:
             row = json.loads(raw)
