@@ -182,11 +182,7 @@ class GenerationService:
                                       f"of tokens allowed ({limit}).")
             with self.engines.lease(model.entry):
                 pass  # load the model now, so a missing one fails before any bytes are streamed
-            prompt = prompt_assembly.assemble(
-                turns, inp.system, capabilities=engine.capabilities, token_budget=model.entry.input_token_limit,
-                count_tokens=engine.count_tokens, transcribe=self._transcriber(),
-                response_mime_type=inp.params.response_mime_type, response_schema=inp.params.response_schema,
-                media_resolution=inp.media_resolution)
+            prompt = self.assemble(engine, turns, inp.system, inp.params, inp.media_resolution)
             native = engine.count_tokens(prompt)
         if native > model.entry.input_token_limit:
             raise InvalidArgument(f"The input token count ({native}) exceeds the maximum number of tokens allowed "
@@ -246,9 +242,7 @@ class GenerationService:
                 kept = part.kept  # the file is gone; the cache naming it still holds its bytes
                 prepared = pipeline.load_prepared(kept.mime_type, kept.blob, kept.artifacts, self.settings)
                 return MediaPart(prepared, kept.mime_type, kept.name, part.video, part.resolution)
-            prepared = pipeline.load_prepared(rec.mime_type, self.files.blob_path(rec), self.files.artifact_dir(rec),
-                                              self.settings)
-            return MediaPart(prepared, rec.mime_type, rec.name, part.video, part.resolution)
+            return self.file_part(rec, video=part.video, resolution=part.resolution)
         if not part.mime_type:
             raise InvalidArgument("inlineData.mimeType is required.")
         declared = mimes.normalize(part.mime_type)
@@ -267,18 +261,31 @@ class GenerationService:
             fetched.prepared = pipeline.load_prepared(fetched.mime_type, fetched.path, artifact_dir, self.settings)
         return MediaPart(fetched.prepared, fetched.mime_type, part.uri, part.video, part.resolution)
 
-    def _transcriber(self):
-        if not self.settings.transcribe:
-            return None
-        try:
-            from pollux.engines import whisper
-        except ImportError:
-            return None
-        return lambda audio: whisper.transcribe_cached(audio, self.settings)
+    def file_part(self, rec, prepared=None, video: VideoOptions | None = None,
+                  resolution: str | None = None) -> MediaPart:
+        """A stored file as a prompt part (its prepared media loaded unless given)."""
+        if prepared is None:
+            prepared = pipeline.load_prepared(rec.mime_type, self.files.blob_path(rec), self.files.artifact_dir(rec),
+                                              self.settings)
+        return MediaPart(prepared, rec.mime_type, rec.name, video, resolution)
+
+    def assemble(self, engine: Engine, turns: list[RequestTurn], system: str | None = None,
+                 params: GenerationParams | None = None, media_resolution: str | None = None) -> Prompt:
+        """The one way request turns become an engine's prompt: requests, and the upload warm-up."""
+        params = params or GenerationParams()
+        return prompt_assembly.assemble(
+            turns, system, capabilities=engine.capabilities, token_budget=engine.entry.input_token_limit,
+            count_tokens=engine.count_tokens, transcribe=self.engines.services.speech.transcriber(),
+            response_mime_type=params.response_mime_type, response_schema=params.response_schema,
+            media_resolution=media_resolution)
+
+    def prompt_for_file(self, engine: Engine, rec, prepared=None) -> Prompt:
+        """The prompt a request holding just this file assembles (what the warm-up precomputes)."""
+        return self.assemble(engine, [RequestTurn("user", [self.file_part(rec, prepared)])])
 
     def _gemini_counts(self, turns: list[RequestTurn], system: str | None, profile: str, engine: Engine,
                        resolution: str | None = None) -> dict:
-        count_text = getattr(engine, "count_text", None) or tokens.count_text_estimate
+        count_text = engine.count_text
         counts = {"TEXT": count_text(system) if system else 0, "IMAGE": 0, "VIDEO": 0, "AUDIO": 0}
         for turn in turns:
             for part in turn.parts:

@@ -17,7 +17,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from pollux import __version__
+from pollux import __version__, warmup
 from pollux.api import caches, discovery, files, generate, interactions, models, upload
 from pollux.api.auth import Authenticator
 from pollux.api.context import VERSIONS, AppContext
@@ -139,42 +139,18 @@ def build_context(settings: Settings) -> AppContext:
 
 
 def _register_hooks(context: AppContext) -> None:
-    """Speech recognition while a video/audio file is PROCESSING, so its transcript is ready when ACTIVE."""
-    if not context.settings.transcribe:
-        return
-    try:
-        from pollux.engines import whisper
-    except ImportError:
-        log.warning("speech recognition unavailable: faster-whisper is not installed")
-        return
-    from pollux.media.prepared import PreparedAudio, PreparedVideo
-
-    def transcribe(_record, prepared, settings) -> None:
-        audio = prepared.audio if isinstance(prepared, PreparedVideo) else prepared
-        if isinstance(audio, PreparedAudio):
-            try:
-                whisper.transcribe_cached(audio, settings)  # cached next to the artifact for every later prompt
-            except Exception:  # the file is still usable; prompts retry the transcript lazily
-                log.exception("transcription of %s failed", _record.id)
-
-    context.files.processor.hooks.append(transcribe)
-
-
-def _install_warmup(context: AppContext) -> None:
-    """Vision features start computing as files arrive (engines that cache them opt in); after the speech
-    hook, so a video's transcript is on disk before its warm-up prompt is assembled."""
-    try:
-        from pollux.engines import features
-    except ImportError:
-        return
-    features.install(context.files, context.engines, context.catalog)
+    """Speech recognition while a video/audio file is PROCESSING, so its transcript is ready when ACTIVE;
+    then the warm-up (vision features as files arrive), which assembles prompts with that transcript."""
+    speech = context.engines.services.speech
+    if speech.enabled:
+        context.files.processor.hooks.append(speech.processing_hook)
+    warmup.install(context.files, context.engines, context.catalog, context.generation)
 
 
 def create_app(settings: Settings) -> Starlette:
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     context = build_context(settings)
     _register_hooks(context)
-    _install_warmup(context)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):
