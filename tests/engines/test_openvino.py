@@ -279,7 +279,7 @@ def test_second_question_on_a_file_skips_the_vision_encoder(ov_int8, photos):
     answer = run(ov_int8, second, max_output_tokens=8, temperature=0.0)
     assert ov_int8.stats["vision_calls"] == mid["vision_calls"]  # features came from the cache
     reused = ov_int8.stats["reused_tokens"] - mid["reused_tokens"]
-    assert reused > sum(f.array.shape[0] * f.array.shape[1] for f in [ov_int8.image_features(second.images()[0])])
+    assert reused > sum(f.array.shape[0] * f.array.shape[1] for f in [ov_int8.runtime.image_features(second.images()[0])])
     # Reuse changes nothing: the same answer from a cold KV state.
     ov_int8.prefix.clear()
     assert steps(run(ov_int8, second, max_output_tokens=8, temperature=0.0)) == steps(answer)
@@ -313,7 +313,7 @@ def test_a_request_waits_for_features_being_computed(ov_int8, photos, monkeypatc
     assert started.wait(60)
     before = ov_int8.stats["vision_calls"]
     got = {}
-    waiter = threading.Thread(target=lambda: got.setdefault("f", ov_int8.image_features(image)))
+    waiter = threading.Thread(target=lambda: got.setdefault("f", ov_int8.runtime.image_features(image)))
     waiter.start()
     waiter.join(0.5)
     assert waiter.is_alive()  # waiting for the background's result, not computing its own
