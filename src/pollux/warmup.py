@@ -14,6 +14,7 @@ never waited for: an hour of frames would take over an hour here.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -73,11 +74,11 @@ class Warmup:
         pending = []
         for engine in self.engines():
             done = threading.Event() if wait else None
-            engine.precompute(lambda engine=engine: self.prompt_for(engine, record, prepared), done=done)
+            engine.precompute(functools.partial(self.prompt_for, engine, record, prepared), done=done)
             if done is not None:
                 pending.append(done)
         deadline = time.monotonic() + self.image_timeout
-        file_id = getattr(record, "key", None) or getattr(record, "id", "?")  # jobs are keyed by storage key
+        file_id = str(getattr(record, "key", None) or getattr(record, "id", "?"))  # jobs are keyed by storage key
         for done in pending:
             while not done.wait(0.2):
                 if self.files is not None and self.files.processor.is_cancelled(file_id):

@@ -43,7 +43,8 @@ class Decoder:
         self.config = generation_config
         self.output_token_limit = output_token_limit
 
-    def run(self, session: Session, params: GenerationParams, index: int, cancel: threading.Event) -> Iterator[Delta]:
+    def run(self, session: Session, params: GenerationParams, index: int,
+            cancel: threading.Event | None) -> Iterator[Delta]:
         import torch
 
         limit = self.output_token_limit
@@ -129,7 +130,7 @@ class PresenceFrequencyPenalty:
     def __init__(self, presence: float, frequency: float, prompt_len: int):
         self.presence, self.frequency, self.prompt_len = presence, frequency, prompt_len
 
-    def __call__(self, input_ids: "torch.LongTensor", scores: "torch.FloatTensor") -> "torch.FloatTensor":
+    def __call__(self, input_ids: "torch.Tensor", scores: "torch.Tensor") -> "torch.Tensor":
         import torch
 
         generated = input_ids[:, self.prompt_len:]

@@ -7,7 +7,7 @@ import logging
 import threading
 import time
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from pollux.engines.base import Engine, engine_class
 from pollux.engines.services import Services
@@ -99,7 +99,7 @@ class EngineHub:
         engine = self._engines.get(entry.id)
         if engine is None and self.engine_name(entry) == "openai":  # cheap to build: shows replica health at once
             engine = self.get(entry)
-        out = {"model": entry.id, "engine": self.engine_name(entry), "source": entry.source}
+        out: dict[str, Any] = {"model": entry.id, "engine": self.engine_name(entry), "source": entry.source}
         if engine is not None:
             out.update(engine.info())
         out["services"] = self.services.info()  # speech and grounding models: loaded, idle for how long

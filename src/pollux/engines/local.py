@@ -163,7 +163,7 @@ class LocalEngine(Engine):
             try:
                 with grounding.use(self.grounding_model) as grounder:
                     for i, image in enumerate(images):
-                        found += grounder.detect(image.image, names, many=many, image_index=i)
+                        found += grounder.detect(image.image, names, many=many, image_index=i)  # type: ignore[arg-type]
             except ModelUnavailable as e:
                 if self.entry.family in NATIVE_GROUNDING:
                     return None  # the model's own answer is still better than an error

@@ -11,6 +11,7 @@ What it adds beneath the shared decoding:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -136,7 +137,7 @@ class OpenVINORuntime(Runtime):
             slots = iter([(self.feature_key(image) or object(), i) for image, f in zip(images, found)
                           for i in range(f.array.shape[0] * f.array.shape[1])])
             keys = [next(slots) if is_image else k for k, is_image in zip(keys, mask)]
-        return FastPrompt(ids, embeds, keys, [im.image.size for im in images])
+        return FastPrompt(ids, embeds, keys, [im.image.size for im in images])  # type: ignore[attr-defined]
 
     def feature_key(self, image: Image) -> str | None:
         if not image.cache_key:
@@ -246,7 +247,7 @@ class OpenVINORuntime(Runtime):
         for image in images:
             key = self.feature_key(image)
             if key is not None and key not in self.features:
-                jobs.append((key, lambda image=image: self.image_features(image)))
+                jobs.append((key, functools.partial(self.image_features, image)))
         if warm_prefix:
             jobs.append((f"prefix:{id(prompt)}", lambda: self._warm(prompt)))
         return jobs
@@ -277,7 +278,10 @@ class OpenVINORuntime(Runtime):
                 self.features.pin(handle, key, self.pin_budget)
         if self.prefix.pinned(handle):
             return
-        again = lambda: self.pin(handle, prompt, wanted, settled, tries + 1)  # noqa: E731
+
+        def again() -> None:
+            self.pin(handle, prompt, wanted, settled, tries + 1)
+
         with self.queue.background_turn() as mine:
             if not mine:  # a request runs: it decides the state; try again after it
                 if tries < PIN_RETRIES:
