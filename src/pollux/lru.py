@@ -17,12 +17,16 @@ class BytesLRU(Generic[V]):
         self._size_of = size_of
         self._items: OrderedDict[Hashable, V] = OrderedDict()
         self._lock = threading.Lock()
+        self.hits = self.misses = 0  # read by /metrics (pollux.observability)
 
     def get(self, key: Hashable) -> V | None:
         with self._lock:
             value = self._items.get(key)
             if value is not None:
                 self._items.move_to_end(key)
+                self.hits += 1
+            else:
+                self.misses += 1
             return value
 
     def put(self, key: Hashable, value: V) -> None:

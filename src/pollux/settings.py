@@ -20,6 +20,17 @@ class Settings(BaseModel):
     port: int = 8080
     data_dir: Path = Path("pollux-data")
     database_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite in data_dir")
+    database_pool_size: int = Field(5, ge=1, description="connections each process keeps open to a server "
+                                    "database (PostgreSQL); SQLite ignores it")
+    database_max_overflow: int = Field(10, ge=0, description="connections opened beyond the pool under load, "
+                                       "closed again when idle")
+    blob_url: str | None = Field(None, description="file://DIR (default: data_dir) or s3://BUCKET/PREFIX; "
+                                 "credentials from the standard AWS_* variables")
+    s3_endpoint_url: str | None = Field(None, description="an S3-compatible endpoint (default: AWS, or AWS_ENDPOINT_URL)")
+    s3_path_style: bool | None = Field(None, description="path-style bucket addressing; default on when "
+                                       "s3_endpoint_url is set")
+    blob_cache_bytes: int = Field(10 * GB, ge=0, description="local copies of S3 blobs and artifacts kept in "
+                                  "data_dir/cache, least recently used evicted beyond this")
     public_base_url: str | None = Field(None, description="Base of file `uri`s; default: the request's host")
     api_keys: str = Field("", description="'key:project,key2:project2' (dev/test convenience)")
     emulator: bool = Field(False, description="answer every catalog model with the emulator engine")
@@ -36,8 +47,21 @@ class Settings(BaseModel):
                                          "API, store=true) stays retrievable; continuing a conversation extends it")
     fsync: bool = True
 
-    # Media preparation.
-    processing_workers: int = 2
+    # Media preparation: jobs claimed with a lease renewed by a heartbeat (files/jobs.py, files/processing.py).
+    workers: int | None = Field(None, ge=0, description="media job loops in this process (default 2); 0 for an "
+                                "API-only node whose uploads `pollux worker` processes prepare")
+    processing_workers: int | None = Field(None, ge=0, description="the former name of `workers` (still accepted)")
+    job_lease_seconds: float = Field(15.0, gt=0, le=30, description="a claimed job's lease, renewed every third "
+                                     "of it: a worker that dies has its job claimed elsewhere once it passes")
+    job_poll_seconds: float = Field(0.5, gt=0, description="how often idle workers look for jobs queued by "
+                                    "other processes (this process's own uploads wake them at once)")
+    job_max_attempts: int = Field(3, ge=1, description="attempts before a file whose processing keeps failing "
+                                  "(or keeps killing its worker) is FAILED with the last error")
+    job_retry_seconds: float = Field(1.0, ge=0, description="the first retry's delay; it doubles per attempt")
+    job_drain_seconds: float = Field(20.0, ge=0, description="on SIGTERM, how long `pollux worker` lets its "
+                                     "running jobs finish before giving them back to the queue")
+    processing_hooks: str = Field("", description="extra post-processing hooks, comma-separated "
+                                  "'module:function' names, each called (file, prepared media, settings)")
     max_video_seconds: float = 3600.0
     max_audio_seconds: float = 9.5 * 3600  # Gemini takes up to 9.5 hours of audio in one prompt
     max_image_pixels: int = 178_956_970  # Pillow's own bomb threshold
@@ -78,9 +102,25 @@ class Settings(BaseModel):
     cache_min_tokens: int | None = Field(None, ge=0, description="smallest cache accepted (Gemini-rule tokens); "
                                          "default Gemini's per model: 4096 for Pro models, 1024 for the others")
 
+    # Operations (pollux.limits, pollux.observability).
+    rate_limit_window_seconds: int = Field(60, ge=1, description="length of the RPM/TPM window (Gemini: a "
+                                           "minute; tests shorten it)")
+    rate_limit_refresh_seconds: float = Field(5.0, ge=0, description="how often a node re-reads the projects' "
+                                              "limits (`pollux projects set-limits` applies within this)")
+    log_format: str = Field("text", pattern="^(text|json)$", description="text, or json: one object per line "
+                            "with the request id")
+    drain_seconds: float = Field(30.0, ge=0, description="on SIGTERM, how long in-flight requests (streams, "
+                                 "uploads) may run on while new ones get 503")
+
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'pollux.db').resolve()}"
+
+    @property
+    def resolved_workers(self) -> int:
+        if self.workers is not None:
+            return self.workers
+        return 2 if self.processing_workers is None else self.processing_workers
 
     @property
     def resolved_models_dir(self) -> Path:

@@ -18,7 +18,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pollux import __version__, warmup
-from pollux.api import caches, discovery, files, generate, interactions, models, upload
+from pollux.api import caches, discovery, files, generate, interactions, models, ops, upload
 from pollux.api.auth import Authenticator
 from pollux.api.context import VERSIONS, AppContext
 from pollux.api.errors import handle_pollux_error, handle_unexpected, status_body
@@ -28,8 +28,11 @@ from pollux.engines import served_models
 from pollux.engines.hub import EngineHub
 from pollux.errors import NotFound, PolluxError
 from pollux.files.interaction_store import InteractionStore
+from pollux.files.limits_store import LimitStore
 from pollux.files.service import FileService
 from pollux.generation import GenerationService
+from pollux.limits import RateLimiter
+from pollux.observability import Ops, configure_logging
 from pollux.settings import Settings
 
 log = logging.getLogger("pollux")
@@ -102,6 +105,8 @@ def routes() -> list:
     return [
         Route("/", _index),
         Route("/healthz", _health),
+        Route("/readyz", ops.readyz),
+        Route("/metrics", ops.metrics),
         Route("/$discovery/rest", discovery.discovery),
         Route("/upload/{version}/files", v(upload.upload), methods=["POST", "PUT"]),
         Route("/resumable/upload/{version}/files", v(upload.upload), methods=["POST", "PUT"]),
@@ -135,21 +140,24 @@ def build_context(settings: Settings) -> AppContext:
         settings=settings, files=files_service, auth=Authenticator(static_keys, files_service.store),
         catalog=catalog, engines=engines, generation=generation,
         interactions=InteractionStore(files_service.store, settings.interaction_ttl_seconds),
-        caches=CacheService(settings, files_service, generation))
+        caches=CacheService(settings, files_service, generation),
+        limits=RateLimiter(LimitStore(files_service.store), settings))
 
 
 def _register_hooks(context: AppContext) -> None:
     """Speech recognition while a video/audio file is PROCESSING, so its transcript is ready when ACTIVE;
-    then the warm-up (vision features as files arrive), which assembles prompts with that transcript."""
-    speech = context.engines.services.speech
-    if speech.enabled:
-        context.files.processor.hooks.append(speech.processing_hook)
+    then the plug-in hooks (`processing_hooks`, the same list `pollux worker` runs); then the warm-up (vision
+    features as files arrive), which assembles prompts with that transcript."""
+    from pollux.worker import media_hooks
+
+    context.files.processor.hooks.extend(media_hooks(context.settings, context.engines.services.speech))
     warmup.install(context.files, context.engines, context.catalog, context.generation)
 
 
 def create_app(settings: Settings) -> Starlette:
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings)
     context = build_context(settings)
+    operations = Ops(context)
     _register_hooks(context)
 
     @contextlib.asynccontextmanager
@@ -164,10 +172,12 @@ def create_app(settings: Settings) -> Starlette:
             context.engines.close()
 
     app = Starlette(
-        routes=routes(), lifespan=lifespan, middleware=[Middleware(NormalizePath)],
+        routes=routes(), lifespan=lifespan,
+        middleware=[Middleware(NormalizePath), Middleware(ops.Observe, ops=operations)],
         exception_handlers={PolluxError: handle_pollux_error, HTTPException: _http_error,
                             Exception: handle_unexpected})
     app.state.pollux = context
+    app.state.ops = operations  # metrics registry, in-flight count, drain flag (pollux.observability)
     return app
 
 
@@ -178,5 +188,7 @@ async def _sweep_forever(context: AppContext) -> None:
             await asyncio.to_thread(context.files.sweep)
             await asyncio.to_thread(context.caches.sweep)
             await asyncio.to_thread(context.engines.unload_idle)
+            if context.limits:
+                await asyncio.to_thread(context.limits.sweep)
         except Exception:  # the sweeper must outlive a bad pass
             log.exception("sweep failed")

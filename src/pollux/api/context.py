@@ -17,6 +17,7 @@ from pollux.settings import Settings
 
 if TYPE_CHECKING:
     from pollux.caches import CacheService
+    from pollux.limits import RateLimiter
 
 VERSIONS = ("v1beta", "v1", "v1alpha")
 
@@ -31,6 +32,7 @@ class AppContext:
     generation: GenerationService
     interactions: InteractionStore | None = None  # the Interactions API's stored conversations
     caches: "CacheService | None" = None  # cachedContents (pollux.caches)
+    limits: "RateLimiter | None" = None  # per-project rate limits (pollux.limits); None: no limits
 
 
 def ctx(conn: HTTPConnection) -> AppContext:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import math
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from pollux.errors import PolluxError
+from pollux.limits import DOCS, QUOTAS, RateLimited
 
 log = logging.getLogger("pollux.api")
 
@@ -35,11 +37,28 @@ def status_body(code: int, status: str, message: str, reason: str | None = None,
 
 def error_body(e: PolluxError) -> tuple[int, dict]:
     code = HTTP_CODES.get(e.status, 500)
-    return code, status_body(code, e.status, e.message, e.reason, e.metadata)
+    body = status_body(code, e.status, e.message, e.reason, e.metadata)
+    if isinstance(e, RateLimited):
+        body["error"]["details"] = quota_details(e)
+    return code, body
+
+
+def quota_details(e: RateLimited) -> list[dict]:
+    """Gemini's 429 details: which quotas were crossed (QuotaFailure), where they are explained (Help), and
+    when to come back (RetryInfo, whole seconds as Gemini sends them; retry logic reads it)."""
+    violations = [{"quotaMetric": QUOTAS[v.metric][0], "quotaId": QUOTAS[v.metric][1],
+                   "quotaDimensions": {"location": "global", "model": v.model}, "quotaValue": str(v.limit)}
+                  for v in e.violations]
+    return [{"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": violations},
+            {"@type": "type.googleapis.com/google.rpc.Help",
+             "links": [{"description": "Learn more about Gemini API quotas", "url": DOCS}]},
+            {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{math.ceil(e.retry_seconds)}s"}]
 
 
 def error_response(e: PolluxError, headers: dict | None = None) -> JSONResponse:
     code, body = error_body(e)
+    if isinstance(e, RateLimited):  # plain HTTP clients (and google-genai's Interactions client) read this one
+        headers = {**(headers or {}), "Retry-After": str(math.ceil(e.retry_seconds))}
     return JSONResponse(body, status_code=code, headers=headers)
 
 

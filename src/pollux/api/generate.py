@@ -109,9 +109,12 @@ async def _job(request: Request, method: str) -> Job:
     project = await c.auth.project_async(request)
     version = request.path_params.get("version", "v1beta")
     req = parse(GenerateContentRequest, await read_json(request), version)
-    return await c.generation.prepare(project, request.path_params["model"],
-                                      await with_cached(request, project, req, version), api_version=version,
-                                      method=method)
+    job = await c.generation.prepare(project, request.path_params["model"],
+                                     await with_cached(request, project, req, version), api_version=version,
+                                     method=method)
+    if c.limits:  # per-project rate limits, charged once the prompt is counted (pollux.limits)
+        await c.limits.admit(project, job)
+    return job
 
 
 def thinning_json(job: Job) -> dict:

@@ -334,6 +334,8 @@ async def create_interaction(request: Request) -> Response:
         history = found
     job = await c.generation.prepare(project, body["model"], to_input(generate_request(body, history)),
                                      api_version=request.path_params["version"], method="generateContent")
+    if c.limits:  # per-project rate limits (pollux.limits)
+        await c.limits.admit(project, job)
     iid = "v1_" + secrets.token_urlsafe(24)
     resource = _resource(iid, body, _now())
     keep = body.get("store", True) is not False

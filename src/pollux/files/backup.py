@@ -4,6 +4,10 @@ The database is copied first with SQLite's online backup (one point in time); th
 every file in that copy. A file deleted between the two has no bytes to copy, so its row leaves the
 copy too, and unfinished uploads are left out (their staging bytes are not copied): a server started
 on DIR lists exactly the files whose bytes are there, and its start-up checks find nothing unexplained.
+
+It copies a local blob store only. Blobs on S3 are backed up with the store's own tools (bucket
+versioning or replication, `aws s3 sync s3://BUCKET/PREFIX DEST`, `weed` / `mc mirror`), and a
+PostgreSQL database with `pg_dump`; `backup` says so instead of copying half of a deployment.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from pathlib import Path
 
 from sqlalchemy import delete
 
-from pollux.files.blobs import LocalBlobStore
+from pollux.files.blobs import BlobStore, LocalBlobStore
 from pollux.files.store import MetadataStore, StorageError, files, sessions, tombstones
 
 
@@ -24,7 +28,11 @@ class BackupResult:
     bytes: int
 
 
-def backup(store: MetadataStore, blobs: LocalBlobStore, dest: Path) -> BackupResult:
+def backup(store: MetadataStore, blobs: BlobStore, dest: Path) -> BackupResult:
+    if not isinstance(blobs, LocalBlobStore):
+        raise StorageError(f"`pollux backup` copies a local data dir; {blobs.describe()} is backed up with the "
+                           "store's own tools (bucket versioning or replication, or `aws s3 sync` of the bucket's "
+                           "prefix), together with the metadata database (`pg_dump` for PostgreSQL).")
     dest = Path(dest)
     if dest.exists() and any(dest.iterdir()):
         raise StorageError(f"{dest} is not empty; back up into a new or empty directory.")

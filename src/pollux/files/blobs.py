@@ -1,22 +1,35 @@
-"""Local-disk blob store. Bytes land in `staging/`, are fsynced, then renamed into `blobs/`.
+"""Blob stores: where uploaded bytes and their derived artifacts live. `BlobStore` is the interface;
+`LocalBlobStore` (this module) keeps them on local disk, `S3BlobStore` (`s3_blobs.py`) in any S3.
+`open_blob_store` picks one from `blob_url` (`file://DIR`, the default being the data dir; `s3://BUCKET/PREFIX`).
 
-The service records its intent to commit on the session row before the rename and inserts the file
-row after it, so either side of a crash is recoverable (see `files/recovery.py`). Nothing here
-decides what is garbage: `inventory()` reports what is on disk and the caller, holding the
-database's view, removes only what it can prove nobody owns. The seam for an S3-compatible store
-later is this class's public methods.
+Local layout: bytes land in `staging/`, are fsynced, then renamed into `blobs/`. The service records
+its intent to commit on the session row before the blob becomes visible and inserts the file row
+after, so either side of a crash is recoverable (see `files/recovery.py`). Nothing here decides what
+is garbage: `inventory()` reports what is stored and the caller, holding the database's view,
+removes only what it can prove nobody owns.
+
+The seam with media processing: `local_blob(key)` (a local path holding the bytes), `artifact_dir(key)`
+(where processing writes), `publish_artifacts(key)` (make them visible to every node) and
+`fetch_artifacts(key)` (a local copy for readers on any node).
 """
 
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, Protocol
+from urllib.parse import urlparse
 
 from pollux.files.store import StorageError
+from pollux.files.upload_parts import Part
+
+if TYPE_CHECKING:
+    from pollux.files.store import MetadataStore
+    from pollux.settings import Settings
 
 PROBE = ".pollux-write-probe"
 
@@ -28,6 +41,88 @@ class Inventory:
     blobs: set[str] = field(default_factory=set)
     artifacts: dict[str, list[str]] = field(default_factory=dict)  # owner key → entry names
     staging: set[str] = field(default_factory=set)
+
+
+class ChunkWriter(Protocol):
+    """One chunk of an upload being written at its offset (every call blocks: run it in a thread)."""
+
+    def write(self, data: bytes) -> None: ...
+
+    def finish(self) -> Part | None:
+        """Make the chunk's bytes durable; the object to record with the acknowledgement (None: the
+        local store's staging file needs no record)."""
+
+    def discard(self) -> None:
+        """Drop this chunk's bytes (a failed write); the acknowledged ones stay."""
+
+    def close(self) -> None: ...
+
+
+class Assembly(Protocol):
+    """A commit's bytes, gathered at the blob's key but not yet visible."""
+
+    sha256: str  # hex digest of every byte
+    path: Path  # a local file holding the bytes (decoded now for images)
+
+    def complete(self) -> None:
+        """Make the blob durable and visible at its key."""
+
+    def abort(self) -> None: ...
+
+
+class BlobStore(Protocol):
+    """What the file service, recovery, doctor and processing use; see the module docstring."""
+
+    root: Path  # the local data dir (locks, caches)
+
+    def describe(self) -> str: ...
+    def check_writable(self) -> None: ...
+    def open_chunk(self, session_id: str, offset: int) -> ChunkWriter: ...
+    def drop_chunk(self, part: Part) -> None: ...
+    def staged_head(self, session_id: str, size: int) -> bytes: ...
+    def staged_digest(self, session_id: str, received: int): ...
+    def staging_size(self, session_id: str) -> int: ...
+    def has_staging(self, session_id: str) -> bool: ...
+    def assemble(self, session_id: str, key: str, size: int, hasher, local: bool) -> Assembly: ...
+    def commit_in_flight(self, key: str) -> bool: ...
+    def uncommit(self, key: str, session_id: str) -> None: ...
+    def discard_staging(self, session_id: str) -> None: ...
+    def blob_size(self, key: str) -> int | None: ...
+    def blob_sha256(self, key: str) -> str: ...
+    def local_blob(self, key: str) -> Path: ...
+    def blob_path(self, key: str) -> Path: ...
+    def artifact_dir(self, key: str) -> Path: ...
+    def publish_artifacts(self, key: str) -> None: ...
+    def fetch_artifacts(self, key: str) -> Path | None: ...
+    def remove(self, key: str) -> None: ...
+    def remove_artifacts(self, key: str) -> None: ...
+    def remove_artifact_entry(self, name: str) -> None: ...
+    def inventory(self) -> Inventory: ...
+    def sweep(self) -> int: ...
+
+
+def open_blob_store(settings: "Settings", store: "MetadataStore") -> BlobStore:
+    """The blob store `settings.blob_url` names (default: the data dir, as a single node always had)."""
+    url = settings.blob_url or ""
+    if not url:
+        return LocalBlobStore(settings.data_dir, fsync=settings.fsync)
+    parsed = urlparse(url)
+    if parsed.scheme == "file":
+        return LocalBlobStore(Path(parsed.netloc + parsed.path) if parsed.path or parsed.netloc else settings.data_dir,
+                              fsync=settings.fsync)
+    if parsed.scheme == "s3":
+        from pollux.files.s3_blobs import S3BlobStore
+
+        return S3BlobStore.from_settings(settings, store, bucket=parsed.netloc, prefix=parsed.path.strip("/"))
+    raise StorageError(f"blob_url {url!r} is not file://DIR or s3://BUCKET/PREFIX.")
+
+
+def sha256_of(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(8 << 20):
+            h.update(block)
+    return h.hexdigest()
 
 
 class LocalBlobStore:
@@ -156,6 +251,96 @@ class LocalBlobStore:
             except (shutil.Error, FileNotFoundError):  # rebuilt meanwhile: artifacts are derived, skip it
                 shutil.rmtree(dest_root / "artifacts" / key, ignore_errors=True)
         return True
+
+    # ---- the BlobStore interface, on one disk ----
+    def describe(self) -> str:
+        return f"the data dir {self.root}"
+
+    def open_chunk(self, session_id: str, offset: int) -> ChunkWriter:
+        return _StagingChunk(self, session_id, offset)
+
+    def drop_chunk(self, part: Part) -> None:
+        pass  # never called: local chunks carry no Part
+
+    def staged_head(self, session_id: str, size: int) -> bytes:
+        with open(self.staging_path(session_id), "rb") as fh:
+            return fh.read(size)
+
+    def staged_digest(self, session_id: str, received: int):
+        """The SHA-256 state of the first `received` staged bytes (FileNotFoundError: they are gone)."""
+        hasher = hashlib.sha256()
+        if not received:
+            return hasher
+        path = self.staging_path(session_id)
+        with open(path, "rb") as fh:
+            left = received
+            while left:
+                block = fh.read(min(left, 8 << 20))
+                if not block:
+                    raise FileNotFoundError(path)
+                hasher.update(block)
+                left -= len(block)
+        return hasher
+
+    def assemble(self, session_id: str, key: str, size: int, hasher, local: bool) -> Assembly:
+        return _Rename(self, session_id, key, hasher.hexdigest())
+
+    def blob_sha256(self, key: str) -> str:
+        return sha256_of(self.blob_path(key))
+
+    def local_blob(self, key: str) -> Path:
+        return self.blob_path(key)
+
+    def publish_artifacts(self, key: str) -> None:
+        pass  # every reader shares this disk
+
+    def fetch_artifacts(self, key: str) -> Path | None:
+        d = self.artifact_dir(key)
+        return d if d.is_dir() else None
+
+    def sweep(self) -> int:
+        return 0  # nothing is left in flight on a local disk
+
+    def commit_in_flight(self, key: str) -> bool:
+        return False  # one process per data dir, and its session locks serialise a commit
+
+
+class _StagingChunk:
+    def __init__(self, blobs: LocalBlobStore, session_id: str, offset: int):
+        self.blobs, self.session_id, self.offset = blobs, session_id, offset
+        self.fh = blobs.open_staging(session_id, offset)
+
+    def write(self, data: bytes) -> None:
+        self.fh.write(data)
+
+    def finish(self) -> None:
+        self.blobs.sync_staging(self.fh)
+        self.fh.close()
+
+    def discard(self) -> None:
+        self.fh.close()
+        self.blobs.cut_staging(self.session_id, self.offset)
+
+    def close(self) -> None:
+        self.fh.close()
+
+
+@dataclass
+class _Rename:
+    blobs: LocalBlobStore
+    session_id: str
+    key: str
+    sha256: str
+
+    @property
+    def path(self) -> Path:
+        return self.blobs.staging_path(self.session_id)
+
+    def complete(self) -> None:
+        self.blobs.commit(self.session_id, self.key)
+
+    def abort(self) -> None:
+        pass  # the bytes are still staged: the upload can be finalized again
 
 
 def _remove_tree(p: Path) -> None:

@@ -44,14 +44,13 @@ class CacheRecord:
 
 
 class CacheStore:
-    """Rows of `cached_contents` through the File API's engine and writer lock."""
+    """Rows of `cached_contents` through the File API's engine and write transactions (`MetadataStore.writing`)."""
 
     def __init__(self, store: MetadataStore):
         self.store = store
-        cached_contents.create(store.engine, checkfirst=True)  # a database older than the table
 
     def insert(self, rec: CacheRecord) -> None:
-        with self.store._lock, self.store.engine.begin() as c:
+        with self.store.writing() as c:
             c.execute(insert(cached_contents).values(**rec.__dict__))
 
     def get(self, project: str, cache_id: str, now: int) -> CacheRecord | None:
@@ -73,21 +72,21 @@ class CacheStore:
 
     def set_expiry(self, project: str, cache_id: str, expire_us: int, now: int) -> bool:
         t = cached_contents.c
-        with self.store._lock, self.store.engine.begin() as c:
+        with self.store.writing() as c:
             done = c.execute(update(cached_contents).where(t.project == project, t.id == cache_id, t.expire_us > now)
                              .values(expire_us=expire_us, update_us=now))
         return done.rowcount > 0
 
     def delete(self, project: str, cache_id: str, now: int) -> bool:
         t = cached_contents.c
-        with self.store._lock, self.store.engine.begin() as c:
+        with self.store.writing() as c:
             done = c.execute(delete(cached_contents).where(t.project == project, t.id == cache_id, t.expire_us > now))
         return done.rowcount > 0
 
     def take_expired(self, now: int) -> list[str]:
         """Delete the expired rows; their ids (to release what engines pinned for them)."""
         t = cached_contents.c
-        with self.store._lock, self.store.engine.begin() as c:
+        with self.store.writing() as c:
             ids = [r.id for r in c.execute(select(t.id).where(t.expire_us <= now))]
             if ids:
                 c.execute(delete(cached_contents).where(t.id.in_(ids)))

@@ -1,5 +1,9 @@
 """`pollux doctor`: check a data dir against its database and repair only what is proven.
 
+Works on either blob store: on S3 each ACTIVE file's object is streamed through SHA-256 (read, not
+downloaded to disk), and "no server running" means none on this node's data dir: with several nodes
+on one bucket, stop them all (or use --dry-run) before repairing.
+
 Checked: the database's own integrity, every ACTIVE file's bytes against its size and SHA-256,
 bytes the database does not explain, rows whose bytes are gone, uploads missing acknowledged bytes.
 Repaired (unless --dry-run, and only with no server running): interrupted commits settled, bytes of
@@ -9,11 +13,10 @@ wrong marked FAILED (so prompts stop using them). Unexplained bytes are listed, 
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 
 from pollux.files import recovery
-from pollux.files.blobs import LocalBlobStore
+from pollux.files.blobs import BlobStore
 from pollux.files.dirlock import DirLock
 from pollux.files.records import State
 from pollux.files.store import MetadataStore
@@ -36,15 +39,7 @@ class DoctorReport:
         self.lines.append(f"         {text}")
 
 
-def sha256_of(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(8 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
-def run_doctor(store: MetadataStore, blobs: LocalBlobStore, dry_run: bool = False) -> DoctorReport:
+def run_doctor(store: MetadataStore, blobs: BlobStore, dry_run: bool = False) -> DoctorReport:
     report = DoctorReport()
     lock = DirLock(blobs.root, exclusive=True)
     repair = not dry_run and lock.held
@@ -58,7 +53,7 @@ def run_doctor(store: MetadataStore, blobs: LocalBlobStore, dry_run: bool = Fals
             for how, ids in settled.items():
                 if ids:
                     report.note(f"settled {len(ids)} interrupted commit(s) ({how})")
-                    report.repaired += len(ids) if how != "lost" else 0
+                    report.repaired += len(ids) if how in ("forward", "back") else 0
             for sid in settled["lost"]:
                 report.problem(f"upload session {sid} was committing but its bytes are gone (cancelled)")
         found = recovery.survey(store, blobs)
@@ -98,7 +93,7 @@ def run_doctor(store: MetadataStore, blobs: LocalBlobStore, dry_run: bool = Fals
     return report
 
 
-def _verify(store: MetadataStore, blobs: LocalBlobStore, report: DoctorReport) -> tuple[int, list]:
+def _verify(store: MetadataStore, blobs: BlobStore, report: DoctorReport) -> tuple[int, list]:
     checked, bad = 0, []
     for rec in store.all_files():
         if rec.state != State.ACTIVE:
@@ -109,7 +104,7 @@ def _verify(store: MetadataStore, blobs: LocalBlobStore, report: DoctorReport) -
         checked += 1
         if size != rec.size_bytes:
             why = f"{size} bytes on disk, {rec.size_bytes} recorded"
-        elif sha256_of(blobs.blob_path(rec.key)) != rec.sha256:
+        elif blobs.blob_sha256(rec.key) != rec.sha256:  # S3: the object streamed through the digest
             why = "its bytes do not match their SHA-256"
         else:
             continue

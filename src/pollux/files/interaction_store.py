@@ -34,7 +34,6 @@ class InteractionStore:
     def __init__(self, store: MetadataStore, ttl_seconds: int):
         self.db = store
         self.ttl_us = ttl_seconds * 1_000_000
-        interactions.create(store.engine, checkfirst=True)  # a database older than the table gets it here
 
     def get(self, project: str, interaction_id: str) -> dict | None:
         with self.db.engine.connect() as c:
@@ -66,7 +65,7 @@ class InteractionStore:
         """Store `body` (its `id`, `previous_interaction_id`); the chain it continues lives as long as it does."""
         now = now_us()
         expire = now + self.ttl_us
-        with self.db._lock, self.db.engine.begin() as c:
+        with self.db.writing() as c:
             c.execute(delete(interactions).where(interactions.c.expire_us <= now))
             c.execute(insert(interactions).values(
                 id=body["id"], project=project, previous_id=body.get("previous_interaction_id"),
@@ -77,7 +76,7 @@ class InteractionStore:
                     interactions.c.expire_us < expire)).values(expire_us=expire))
 
     def delete(self, project: str, interaction_id: str) -> bool:
-        with self.db._lock, self.db.engine.begin() as c:
+        with self.db.writing() as c:
             gone = c.execute(delete(interactions).where(and_(
                 interactions.c.id == interaction_id, interactions.c.project == project,
                 interactions.c.expire_us > now_us())))

@@ -5,6 +5,12 @@ was deleted), a cancelled session's staging file, or an artifact (derived data) 
 blob or staging file the database cannot explain — a missing, empty, truncated or rolled-back
 database — stops start-up instead of being swept, because those bytes may be the only copy of an
 acknowledged upload.
+
+On a shared database other nodes keep serving while one recovers (under the housekeeping lock), so:
+a session is settled only while recovery holds its upload lock (`locks.claim`; a live node writing or
+committing it holds that lock, a dead node's lock died with it), and bytes count as unexplained only
+when two surveys in a row find them so (a file deleted, or a commit made, between one survey's listing
+and its database read is explained by the next).
 """
 
 from __future__ import annotations
@@ -12,7 +18,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from pollux.files.blobs import LocalBlobStore
+from pollux.files.blobs import BlobStore
+from pollux.files.locks import claim
 from pollux.files.records import FileRecord, UploadSession
 from pollux.files.store import MetadataStore, StorageError
 
@@ -37,44 +44,63 @@ class Survey:
         return len(self.unexplained_blobs) + len(self.unexplained_staging)
 
 
-def settle_commits(store: MetadataStore, blobs: LocalBlobStore) -> dict[str, list[str]]:
+def settle_commits(store: MetadataStore, blobs: BlobStore) -> dict[str, list[str]]:
     """Finish or undo every commit a crash interrupted (see `settle`), and give blobs renamed by a
     version that recorded no intent back to their sessions."""
-    done: dict[str, list[str]] = {"forward": [], "back": [], "lost": []}
-    for s in store.sessions_in("committing"):
-        done[settle(store, blobs, s)].append(s.id)
+    done = settle_abandoned(store, blobs)
     for s in store.sessions_in("active"):
-        if s.received and not blobs.has_staging(s.id) and blobs.blob_size(s.file_id) == s.received \
-                and not store.file_exists(s.file_id) and s.file_id not in store.tombstoned():
-            blobs.uncommit(s.file_id, s.id)
-            done["back"].append(s.id)
+        if not s.received or blobs.has_staging(s.id):
+            continue
+        with claim(store, s.id) as mine:
+            s = store.get_session(s.id) if mine else None
+            if s is not None and s.status == "active" and s.received and not blobs.has_staging(s.id) \
+                    and blobs.blob_size(s.file_id) == s.received and not store.file_exists(s.file_id) \
+                    and s.file_id not in store.tombstoned():
+                blobs.uncommit(s.file_id, s.id)
+                done["back"].append(s.id)
     return done
 
 
-def settle(store: MetadataStore, blobs: LocalBlobStore, s: UploadSession) -> str:
+def settle_abandoned(store: MetadataStore, blobs: BlobStore) -> dict[str, list[str]]:
+    """Settle every commit nobody is making any more (see `settle`): at start-up, every one; on a shared
+    database also from the periodic sweep, for commits of nodes that died (their lock died with them)."""
+    done: dict[str, list[str]] = {"forward": [], "back": [], "lost": [], "busy": []}
+    for s in store.sessions_in("committing"):
+        with claim(store, s.id) as mine:
+            s = store.get_session(s.id) if mine else None  # as it is now that nobody else may change it
+            if s is not None and s.status == "committing":
+                done[settle(store, blobs, s)].append(s.id)
+    return done
+
+
+def settle(store: MetadataStore, blobs: BlobStore, s: UploadSession) -> str:
     """A session marked `committing` whose blob was renamed into place gets its file row (roll
     forward); one whose bytes are still staged goes back to `active`, so the client's retried
-    finalize commits it with every check (roll back). Returns forward, back or lost."""
+    finalize commits it with every check (roll back). Returns forward, back, lost, or busy: another
+    node is assembling that blob right now (S3), so the commit is its to finish.
+
+    A visible blob is checked before the staged bytes: on S3 the chunks stay until the row is in, and
+    a blob only becomes visible after every check passed and its digest was recorded."""
     rec = s.commit
     if rec is None:
         store.update_session(s.id, status="active", final_file_id=None, commit_json=None)
         return "back"
-    if store.file_exists(rec.key):
+    if store.file_exists(rec.key) or blobs.blob_size(rec.key) == rec.size_bytes:
         store.finish_commit(s.id, rec)
+        blobs.discard_staging(s.id)  # S3: the chunks; on disk they were renamed into the blob
         return "forward"
+    if blobs.commit_in_flight(rec.key):
+        return "busy"
     if blobs.has_staging(s.id):
         blobs.remove_artifacts(rec.key)  # an image decoded for the interrupted commit: rebuilt on retry
         store.update_session(s.id, status="active", final_file_id=None, commit_json=None)
         return "back"
-    if blobs.blob_size(rec.key) == rec.size_bytes:
-        store.finish_commit(s.id, rec)
-        return "forward"
     log.error("upload session %s was committing %s but its bytes are gone", s.id, rec.key)
     store.update_session(s.id, status="cancelled", final_file_id=None, commit_json=None, reserved=0)
     return "lost"
 
 
-def survey(store: MetadataStore, blobs: LocalBlobStore) -> Survey:
+def survey(store: MetadataStore, blobs: BlobStore) -> Survey:
     inv = blobs.inventory()
     rows = {r.key: r for r in store.all_files()}
     tombstones = store.tombstoned()
@@ -102,7 +128,14 @@ def survey(store: MetadataStore, blobs: LocalBlobStore) -> Survey:
     return out
 
 
-def remove_garbage(store: MetadataStore, blobs: LocalBlobStore, found: Survey) -> int:
+def _confirmed(first: Survey, second: Survey) -> Survey:
+    """The second survey, its unexplained entries cut to those the first also found."""
+    second.unexplained_blobs = [k for k in second.unexplained_blobs if k in set(first.unexplained_blobs)]
+    second.unexplained_staging = [k for k in second.unexplained_staging if k in set(first.unexplained_staging)]
+    return second
+
+
+def remove_garbage(store: MetadataStore, blobs: BlobStore, found: Survey) -> int:
     """Remove exactly what the survey proved to be garbage; the number of entries removed."""
     for key in found.tombstoned:
         blobs.remove(key)
@@ -117,16 +150,18 @@ def remove_garbage(store: MetadataStore, blobs: LocalBlobStore, found: Survey) -
     return len(found.tombstoned) + len(found.dead_staging) + len(found.stray_artifacts)
 
 
-def recover(store: MetadataStore, blobs: LocalBlobStore) -> Survey:
+def recover(store: MetadataStore, blobs: BlobStore) -> Survey:
     """Start-up: settle interrupted commits, refuse unexplained bytes, then remove proven garbage."""
     settled = settle_commits(store, blobs)
     if settled["forward"] or settled["back"]:
         log.info("settled interrupted commits: %d finished, %d back to resumable",
                  len(settled["forward"]), len(settled["back"]))
     found = survey(store, blobs)
+    if found.unexplained:  # look again: another node may have been deleting or committing meanwhile
+        found = _confirmed(found, survey(store, blobs))
     if found.unexplained:
         raise StorageError(
-            f"The data dir {blobs.root} holds {len(found.unexplained_blobs)} stored file(s) and "
+            f"{_sentence(blobs.describe())} holds {len(found.unexplained_blobs)} stored file(s) and "
             f"{len(found.unexplained_staging)} upload(s) that the metadata database does not know "
             "(is pollux.db missing, empty, truncated, or did it lose its -wal file?). "
             + DOCTOR_HINT.format(dir=blobs.root))
@@ -136,3 +171,7 @@ def recover(store: MetadataStore, blobs: LocalBlobStore) -> Survey:
     for rec in found.dangling_rows:
         log.error("file %s (project %s) has no bytes on disk; run `pollux doctor`", rec.id, rec.project)
     return found
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]

@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import hashlib
 import json
 import logging
 import re
@@ -31,8 +30,8 @@ from starlette.concurrency import run_in_threadpool
 
 from pollux.errors import (AlreadyExists, FileNotActive, InvalidArgument, NotFound, PayloadTooLarge,
                            PermissionDenied, PolluxError, ResourceExhausted, Unavailable, UnsupportedMedia)
-from pollux.files import recovery
-from pollux.files.blobs import LocalBlobStore
+from pollux.files import recovery, upload_parts
+from pollux.files.blobs import BlobStore, open_blob_store
 from pollux.files.dirlock import DirLock
 from pollux.files.locks import SessionBusy, SessionLocks
 from pollux.files.processing import Processor
@@ -47,6 +46,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pollux.files")
 
+HOUSEKEEPING = "housekeeping"  # the cluster lock of start-up recovery and the expiry sweep
 _ID_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
 _ALPHABET = string.ascii_lowercase + string.digits
 SNIFF_BYTES = 4096
@@ -79,17 +79,17 @@ def parse_file_id(name: str) -> str:
 
 
 class FileService:
-    def __init__(self, settings: "Settings", store: MetadataStore | None = None, blobs: LocalBlobStore | None = None):
+    def __init__(self, settings: "Settings", store: MetadataStore | None = None, blobs: BlobStore | None = None):
         self.settings = settings
         self.store = store or MetadataStore.open(settings)
-        self.blobs = blobs or LocalBlobStore(settings.data_dir, fsync=settings.fsync)
-        self.processor = Processor(self)
+        self.blobs = blobs or open_blob_store(settings, self.store)
+        self.processor = Processor(self.store, self.blobs, settings)
         # Predicates on a MIME type: true when a file of that type that needs no decoding (an image) still
         # has PROCESSING work (the Processor's hooks, e.g. vision features). Registered by the app wiring.
         self.processing_wanted: list[Callable[[str], bool]] = []
         self._hashers: dict[str, tuple[object, int]] = {}  # session id → (sha256, bytes hashed)
         self._hash_lock = threading.Lock()
-        self._sessions = SessionLocks()
+        self._sessions = SessionLocks(cluster=self.store)  # across nodes too, on a shared database
         self._recovered = False
         self.recover()  # before anything is served: a data dir we cannot trust stops the app being built
         self._dir_lock = DirLock(self.blobs.root, exclusive=False)  # tells `pollux doctor` a server is here
@@ -102,7 +102,9 @@ class FileService:
             return
         self.blobs.check_writable()
         try:
-            recovery.recover(self.store, self.blobs)
+            with self.store.cluster_lock(HOUSEKEEPING) as mine:
+                if mine:  # else another node is recovering or sweeping right now: it does this round
+                    recovery.recover(self.store, self.blobs)
         except Exception as e:
             if not out_of_space(e):
                 raise
@@ -130,13 +132,22 @@ class FileService:
         self._dir_lock.release()
 
     def resume_processing(self) -> None:
-        """Submit every PROCESSING file (at start: jobs a stop or a crash interrupted)."""
-        for rec in self.store.files_in_state(State.PROCESSING):
-            self.processor.submit(rec.key)
+        """Queue a job for every PROCESSING file without one (jobs are kept in the database: a stop or a
+        crash leaves them there, claimable again)."""
+        self.processor.resume()
 
     def sweep(self) -> int:
         """Delete expired files (rows, then bytes) and dead upload sessions; retry waiting jobs."""
-        now = now_us()
+        count = 0
+        with self.store.cluster_lock(HOUSEKEEPING) as mine:  # one node sweeps at a time; the others skip
+            if mine:
+                count = self._sweep_expired(now_us())
+        self.processor.resume()  # a PROCESSING file whose job was never queued (its node died in between)
+        return count
+
+    def _sweep_expired(self, now: int) -> int:
+        if self.store.is_postgres:  # other nodes may have died mid-commit; this process's commits hold their lock
+            recovery.settle_abandoned(self.store, self.blobs)
         count = 0
         for rec in self.store.expired_files(now):
             if self.store.delete_file(rec.project, rec.id):
@@ -144,12 +155,14 @@ class FileService:
                 count += 1
         for s in self.store.stale_sessions(now):
             if s.status == "committing":
-                continue  # settled by the next start-up, never swept halfway
+                continue  # settled (by start-up, or above), never swept halfway
             self.blobs.discard_staging(s.id)
             self.store.delete_session(s.id)
             self._forget_hasher(s.id)
-        for key in self.processor.take_waiting():  # the disk was full: try again (state is re-checked)
-            self.processor.submit(key)
+        try:
+            self.blobs.sweep()  # multipart uploads nobody can finish (S3)
+        except Exception as e:
+            log.warning("blob store sweep failed: %s", e)
         return count
 
     # ---- queries ----
@@ -212,10 +225,12 @@ class FileService:
             log.warning("bytes of deleted file %s not removed yet: %s", key, e)
 
     def blob_path(self, rec: FileRecord):
-        return self.blobs.blob_path(rec.key)
+        """A local path holding the file's bytes (S3: a cached copy; blocking: call from a thread)."""
+        return self.blobs.local_blob(rec.key)
 
     def artifact_dir(self, rec: FileRecord):
-        return self.blobs.artifact_dir(rec.key)
+        """The file's artifacts as a local dir (S3: fetched once into the cache; blocking)."""
+        return self.blobs.fetch_artifacts(rec.key) or self.blobs.artifact_dir(rec.key)
 
     # ---- uploads ----
     def start_upload(self, project: str, new: NewFile, protocol: str) -> UploadSession:
@@ -276,8 +291,8 @@ class FileService:
             return await self._write_chunk(s, chunks)
 
     async def _write_chunk(self, s: UploadSession, chunks: AsyncIterator[bytes]) -> UploadSession:
-        hasher = await run_in_threadpool(self._hasher, s)
-        fh = await run_in_threadpool(self._store_call, self.blobs.open_staging, s.id, s.received)
+        hasher = await run_in_threadpool(self._hasher, s)  # None: computed at finalize (S3, chunks from other nodes)
+        fh = await run_in_threadpool(self._store_call, self.blobs.open_chunk, s.id, s.received)
         received, pending = s.received, bytearray()
         try:
             async for chunk in chunks:
@@ -297,12 +312,12 @@ class FileService:
             fh.close()
             raise
         except PolluxError as e:
-            fh.close()
-            if e.reason in ("STORAGE_FULL", "STORAGE_NOT_WRITABLE"):
-                # The disk failed, not the client: drop this chunk's bytes, keep the acknowledged ones.
-                await run_in_threadpool(self.blobs.cut_staging, s.id, s.received)
+            if e.reason in ("STORAGE_FULL", "STORAGE_NOT_WRITABLE") or isinstance(e, Unavailable):
+                # The storage failed, not the client: drop this chunk's bytes, keep the acknowledged ones.
+                await run_in_threadpool(fh.discard)
                 self._forget_hasher(s.id)
             else:
+                await run_in_threadpool(fh.discard)
                 await run_in_threadpool(self.abort, s.id)  # a limit was crossed: the upload is over
             raise
         except Exception:
@@ -320,15 +335,22 @@ class FileService:
         self._reserve(s, received + len(data))
         with storage_errors():
             fh.write(data)
-        hasher.update(data)
+        if hasher is not None:
+            hasher.update(data)
 
     def _acknowledge(self, s: UploadSession, fh, hasher, received: int) -> None:
         with storage_errors():
-            self.blobs.sync_staging(fh)
-            fh.close()
-            if not self.store.advance_session(s.id, s.received, received):
+            part = fh.finish()
+            if part is None:
+                moved = self.store.advance_session(s.id, s.received, received)
+            else:  # the chunk's object is acknowledged with its row, in one compare-and-set
+                moved = upload_parts.advance_with_part(self.store, s.id, s.received, received, part)
+            if not moved:
+                if part is not None:
+                    self.blobs.drop_chunk(part)  # another node took this offset: these bytes are nobody's
                 raise SessionBusy("The upload session changed while this chunk was written; query it and resume.")
-        self._remember_hasher(s.id, hasher, received)
+        if hasher is not None:
+            self._remember_hasher(s.id, hasher, received)
 
     def _salvage(self, s: UploadSession, fh, hasher, received: int, pending: bytes) -> None:
         try:
@@ -337,7 +359,7 @@ class FileService:
                 received += len(pending)
             self._acknowledge(s, fh, hasher, received)
         except Exception as e:  # nothing more to keep: the next chunk truncates back to the acknowledged offset
-            fh.close()
+            fh.discard() if not isinstance(e, SessionBusy) else fh.close()
             self._forget_hasher(s.id)
             log.info("upload %s: the interrupted chunk's bytes were not kept (%s)", s.id, e)
 
@@ -357,7 +379,9 @@ class FileService:
         async with self._sessions.hold(session_id):
             s = await run_in_threadpool(self.session, session_id)
             if s.status == "committing":  # an earlier finalize failed midway (e.g. a full disk): settle it
-                await run_in_threadpool(self._store_call, recovery.settle, self.store, self.blobs, s)
+                how = await run_in_threadpool(self._store_call, recovery.settle, self.store, self.blobs, s)
+                if how == "busy":
+                    raise Unavailable("The upload is being finalized by another request; retry in a moment.")
                 s = await run_in_threadpool(self.session, session_id)
             if s.status == "final":  # a retried finalize: answer the same file
                 return await run_in_threadpool(self._committed, s)
@@ -423,21 +447,12 @@ class FileService:
         with self._hash_lock:
             hasher, pos = self._hashers.get(s.id, (None, -1))
         if hasher is None or pos != s.received:
-            # After a restart (or a dropped chunk) rebuild the digest from the acknowledged bytes.
-            hasher = hashlib.sha256()
-            path = self.blobs.staging_path(s.id)
-            if s.received:
-                try:
-                    with open(path, "rb") as fh:
-                        left = s.received
-                        while left:
-                            block = fh.read(min(left, 8 << 20))
-                            if not block:
-                                raise FileNotFoundError(path)
-                            hasher.update(block)
-                            left -= len(block)
-                except FileNotFoundError:
-                    raise InvalidArgument("The upload session's bytes were lost; start a new upload.") from None
+            # After a restart (or a dropped chunk, or a chunk taken by another node) the digest of the
+            # acknowledged bytes is rebuilt where that is cheap (local disk), else computed at finalize.
+            try:
+                hasher = self.blobs.staged_digest(s.id, s.received)
+            except FileNotFoundError:
+                raise InvalidArgument("The upload session's bytes were lost; start a new upload.") from None
         return hasher
 
     def _remember_hasher(self, session_id: str, hasher, received: int) -> None:
@@ -456,17 +471,16 @@ class FileService:
         return rec
 
     def _commit(self, s: UploadSession) -> FileRecord:
-        """Intent on the session row → blob renamed → file row inserted (see `recovery.settle_commits`)."""
-        staging = self.blobs.staging_path(s.id)
+        """Intent on the session row → blob made visible → file row inserted (see `recovery.settle_commits`)."""
         try:
-            with open(staging, "rb") as fh:
-                head = fh.read(SNIFF_BYTES)
+            head = self.blobs.staged_head(s.id, SNIFF_BYTES)
         except FileNotFoundError:
             raise InvalidArgument("The upload session's bytes were lost; start a new upload.") from None
         # Checked in its canonical form; the record keeps the type the client named, as Gemini echoes it.
         mime = mimes.check(s.mime_type or _sniffed(head), head)
         named = s.mime_type or mime
-        sha = self._hasher(s).hexdigest()
+        hasher = self._hasher(s)
+        sha = hasher.hexdigest() if hasher is not None else ""  # "": filled in while the bytes are assembled
         decoded_later = pipeline.needs_processing(mime)
         processing = decoded_later or any(wanted(mime) for wanted in self.processing_wanted)
         created = from_us(now_us())
@@ -477,21 +491,50 @@ class FileService:
         with storage_errors():
             if not self.store.begin_commit(s.id, rec):  # picks rec.key: the id, unless another project has it
                 raise SessionBusy("The upload session changed while it was being finalized; query it.")
+        assembly = None
         try:
             with storage_errors():  # a full disk keeps the upload resumable; a corrupt image is refused
+                try:
+                    local = self._keep_local(s, hasher, decoded_later)
+                    assembly = self.blobs.assemble(s.id, rec.key, s.received, hasher, local=local)
+                except FileNotFoundError:
+                    raise InvalidArgument("The upload session's bytes were lost; start a new upload.") from None
+                if assembly.sha256 != rec.sha256:  # recorded before the blob can become visible
+                    rec.sha256 = assembly.sha256
+                    upload_parts.record_commit_sha(self.store, s.id, rec.sha256)
                 if not decoded_later:  # images: decoded now, so a corrupt one is refused instead of stored
-                    pipeline.prepare_file(mime, staging, self.blobs.artifact_dir(rec.key), self.settings, lambda: False)
-                self.blobs.commit(s.id, rec.key)  # durable bytes first, then the row that makes them visible
+                    pipeline.prepare_file(mime, assembly.path, self.blobs.artifact_dir(rec.key), self.settings,
+                                          lambda: False)
+                assembly.complete()  # durable bytes first, then the row that makes them visible
         except BaseException as e:
+            if assembly is not None:
+                assembly.abort()
             self.blobs.remove_artifacts(rec.key)
             self._undo_commit(s.id, e)
             raise
         with storage_errors():
             self.store.finish_commit(s.id, rec)
         self._forget_hasher(s.id)
+        self._after_commit(s.id, rec.key, publish=not decoded_later)
         if processing:
             self.processor.submit(rec.key)
         return rec
+
+    def _keep_local(self, s: UploadSession, hasher, decoded_later: bool) -> bool:
+        """Whether the commit writes a local copy as it goes (S3): images are decoded right now; other
+        media when its bytes stream through this node anyway (the digest is computed here) and fit the
+        cache. Else big chunks are copied server-side and a processing node downloads the blob once."""
+        return not decoded_later or (hasher is None and s.received <= self.settings.blob_cache_bytes // 8)
+
+    def _after_commit(self, session_id: str, key: str, publish: bool) -> None:
+        """The chunks are no longer needed (S3; the local staging file was renamed), and an image's
+        decoded copy is shared. Best effort: the sweep and start-up collect what is left."""
+        try:
+            self.blobs.discard_staging(session_id)
+            if publish:
+                self.blobs.publish_artifacts(key)
+        except Exception as e:
+            log.warning("upload %s committed; cleaning up after it failed: %s", session_id, e)
 
     def _undo_commit(self, session_id: str, why: BaseException) -> None:
         """The bytes are still staged: the session is active again (a bad file is then aborted by the caller)."""

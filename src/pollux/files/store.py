@@ -7,9 +7,15 @@ id clients see (unique per project). They are equal unless a client proposed a n
 already holds: that project's name must not leak, so the new file gets its own storage key.
 
 Integrity rules the service relies on: quota reservations are checked and taken in one locked
-transaction; a commit is recorded on its session (`committing` + the file row to insert) before the
+transaction (SQLite: this process's writer lock, one process per database; PostgreSQL: a transaction
+advisory lock per project, so the check holds across nodes); a commit is recorded on its session (`committing` + the file row to insert) before the
 blob is renamed, so start-up can finish it; a delete leaves a tombstone until the bytes are gone,
 so start-up only ever deletes bytes the database says are garbage.
+
+The schema is Alembic's (`pollux.migrations`): opening a store upgrades the database to head. Work that
+must run on one node at a time (housekeeping, one upload session's writer) takes a named cluster lock,
+`try_lock`: a PostgreSQL session advisory lock, held on a connection of its own, that the server drops
+when the holder dies; on SQLite there is one process and the lock is always granted.
 """
 
 from __future__ import annotations
@@ -17,14 +23,20 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+import contextlib
 import threading
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import (BigInteger, Boolean, Column, Float, Index, Integer, MetaData, String, Table, Text, and_,
-                        create_engine, delete, event, func, insert, inspect, or_, select, text, update)
-from sqlalchemy.exc import DatabaseError, OperationalError
+from sqlalchemy import (BigInteger, Boolean, Column, Connection, Float, Index, Integer, MetaData, String, Table, Text,
+                        and_, create_engine, delete, event, func, insert, or_, select, text, update)
+from sqlalchemy.exc import DatabaseError, DataError, OperationalError
+from sqlalchemy.pool import NullPool
+
+from pollux.errors import InvalidArgument
 
 from pollux.files.records import FileRecord, UploadSession
 from pollux.files.storage_errors import not_writable, out_of_space
@@ -124,49 +136,107 @@ class QuotaRefused(Exception):
         self.used = used
 
 
+class ClusterLock:
+    """A held cluster lock (`MetadataStore.try_lock`); `release` gives it back (idempotent)."""
+
+    def __init__(self, conn: Connection | None = None, key: int = 0):
+        self._conn, self._key = conn, key
+
+    def release(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        try:
+            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self._key})
+            conn.commit()
+        finally:
+            conn.close()  # even when the unlock failed: a closed connection drops every lock it held
+
+
 class MetadataStore:
-    def __init__(self, url: str):
+    def __init__(self, url: str, pool_size: int = 5, max_overflow: int = 10):
+        from pollux import migrations
+
         self.url = url
-        self.engine = create_engine(url, future=True)
         self.is_sqlite = url.startswith("sqlite")
+        self.is_postgres = url.startswith("postgresql")
+        pooling = {} if self.is_sqlite else {"pool_size": pool_size, "max_overflow": max_overflow,
+                                             "pool_pre_ping": True}
+        self.engine = create_engine(url, future=True, **pooling)
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        self._lock = threading.Lock()  # SQLite allows one writer; serialise ours instead of retrying
+        else:
+            event.listen(self.engine, "handle_error", _refuse_unstorable)
+        # SQLite allows one writer: serialise ours instead of retrying. PostgreSQL takes row and advisory locks.
+        self._lock = threading.Lock() if self.is_sqlite else contextlib.nullcontext()
+        self._locks_engine = create_engine(url, poolclass=NullPool) if self.is_postgres else None
         try:
-            metadata.create_all(self.engine)
-            self._migrate()
+            self.revision = migrations.upgrade(self.engine)
         except (DatabaseError, OperationalError) as e:
             self.engine.dispose()
+            if self._locks_engine is not None:
+                self._locks_engine.dispose()
             if out_of_space(e):
-                raise StorageError(f"The disk holding {_safe_url(url)} is full ({e.orig or e}): free some space and "
+                raise StorageError(f"The disk holding {safe_url(url)} is full ({e.orig or e}): free some space and "
                                    "start again. Nothing was changed.") from None
             if not_writable(e):
-                raise StorageError(f"The metadata database {_safe_url(url)} is not writable ({e.orig or e}): mount the "
+                raise StorageError(f"The metadata database {safe_url(url)} is not writable ({e.orig or e}): mount the "
                                    "data dir read-write or pass another --data-dir.") from None
-            raise StorageError(f"The metadata database {_safe_url(url)} cannot be opened: {e.orig or e}. "
+            raise StorageError(f"The metadata database {safe_url(url)} cannot be opened: {e.orig or e}. "
                                "Restore it from a backup or run `pollux doctor` to inspect the data dir.") from None
 
     @classmethod
     def open(cls, settings: "Settings") -> "MetadataStore":
-        Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
-        return cls(settings.resolved_database_url)
+        if settings.database_url is None:  # SQLite in the data dir
+            Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+        return cls(settings.resolved_database_url, pool_size=settings.database_pool_size,
+                   max_overflow=settings.database_max_overflow)
 
-    def _migrate(self) -> None:
-        """Add columns newer than the database (additive only; every backend supports ADD COLUMN)."""
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[Connection]:
+        """A write transaction (on SQLite under this process's writer lock)."""
         with self._lock, self.engine.begin() as c:
-            insp = inspect(c)
-            for table in (files, sessions):
-                have = {col["name"] for col in insp.get_columns(table.name)}
-                for col in table.columns:
-                    if col.name not in have:
-                        kind = col.type.compile(dialect=self.engine.dialect)
-                        default = " NOT NULL DEFAULT 0" if col.name == "reserved" else ""
-                        c.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {col.name} {kind}{default}"))
-            c.execute(update(files).where(files.c.name.is_(None)).values(name=files.c.id))
-            c.execute(update(sessions).where(sessions.c.reserved < sessions.c.received).values(reserved=sessions.c.received))
-            indexes = {ix["name"] for ix in insp.get_indexes("files")}
-            if "ix_files_project_name" not in indexes:
-                next(ix for ix in files.indexes if ix.name == "ix_files_project_name").create(c)
+            yield c
+
+    # ---- cluster locks ----
+    def try_lock(self, name: str) -> ClusterLock | None:
+        """Take the cluster-wide lock `name` without waiting; None when another holder has it.
+        Blocking (a round trip on PostgreSQL): call from a thread in async code."""
+        if self._locks_engine is None:
+            return ClusterLock()
+        key = lock_key(name)
+        conn = self._locks_engine.connect()
+        try:
+            got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
+            conn.commit()
+        except BaseException:
+            conn.close()
+            raise
+        if not got:
+            conn.close()
+            return None
+        return ClusterLock(conn, key)
+
+    @contextlib.contextmanager
+    def cluster_lock(self, name: str, wait: float = 0.0) -> Iterator[bool]:
+        """Hold the lock `name` for the block if it can be had within `wait` seconds; yields whether it was."""
+        deadline, delay = time.monotonic() + wait, 0.02
+        held = self.try_lock(name)
+        while held is None and time.monotonic() < deadline:
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+            held = self.try_lock(name)
+        try:
+            yield held is not None
+        finally:
+            if held is not None:
+                held.release()
+
+    def _serialise(self, c: Connection, name: str) -> None:
+        """Writers of `name` (a project's quota, a storage key) take turns until this transaction ends.
+        SQLite: already so under the writer lock."""
+        if self.is_postgres:
+            c.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key(name)})
 
     def checkpoint(self) -> None:
         """Fold SQLite's WAL into the main file, so `pollux.db` alone holds every row after a clean stop."""
@@ -179,6 +249,8 @@ class MetadataStore:
             self.checkpoint()
         finally:
             self.engine.dispose()
+            if self._locks_engine is not None:
+                self._locks_engine.dispose()
 
     def integrity_problems(self) -> list[str]:
         if not self.is_sqlite:
@@ -204,7 +276,7 @@ class MetadataStore:
 
     # ---- files ----
     def insert_file(self, rec: FileRecord) -> None:
-        with self._lock, self.engine.begin() as c:
+        with self.writing() as c:
             c.execute(delete(tombstones).where(tombstones.c.id == rec.key))
             c.execute(insert(files).values(_file_row(rec)))
 
@@ -238,16 +310,15 @@ class MetadataStore:
         if "meta" in values:
             values["meta"] = json.dumps(values["meta"])
         values["update_us"] = now_us()
-        with self._lock, self.engine.begin() as c:
+        with self.writing() as c:
             return c.execute(update(files).where(files.c.id == key).values(**values)).rowcount > 0
 
     def delete_file(self, project: str, file_id: str) -> str | None:
         """Remove the row and leave a tombstone for its bytes; the storage key, or None if absent."""
-        with self._lock, self.engine.begin() as c:
+        with self.writing() as c:
             key = c.execute(select(files.c.id).where(files.c.name == file_id, files.c.project == project)).scalar()
-            if key is None:
-                return None
-            c.execute(delete(files).where(files.c.id == key))
+            if key is None or not c.execute(delete(files).where(files.c.id == key)).rowcount:
+                return None  # (a concurrent delete on another node took it first)
             c.execute(delete(tombstones).where(tombstones.c.id == key))
             c.execute(insert(tombstones).values(id=key, deleted_us=now_us()))
             return key
@@ -257,7 +328,7 @@ class MetadataStore:
             return {r[0] for r in c.execute(select(tombstones.c.id))}
 
     def forget_tombstone(self, key: str) -> None:
-        with self._lock, self.engine.begin() as c:
+        with self.writing() as c:
             c.execute(delete(tombstones).where(tombstones.c.id == key))
 
     def files_in_state(self, state: str) -> list[FileRecord]:
@@ -282,7 +353,8 @@ class MetadataStore:
                        unique_name: bool = False) -> None:
         """Insert the session holding `reserve` quota bytes. Checked in the same transaction: the
         project's quota (QuotaRefused) and, for a proposed name, that the project does not hold it (NameTaken)."""
-        with self._lock, self.engine.begin() as c:
+        with self.writing() as c:
+            self._serialise(c, "project:" + s.project)
             if unique_name and _name_taken(c, s.project, s.file_id):
                 raise NameTaken(s.file_id)
             if limit is not None and reserve:
@@ -297,8 +369,9 @@ class MetadataStore:
 
     def reserve(self, session_id: str, project: str, total: int, limit: int) -> int | None:
         """Raise the session's reservation to `total` bytes unless the project would pass `limit`
-        (then return the bytes used by everything else). Atomic under the store lock."""
-        with self._lock, self.engine.begin() as c:
+        (then return the bytes used by everything else). Atomic: the project's writers take turns."""
+        with self.writing() as c:
+            self._serialise(c, "project:" + project)
             used = _usage(c, project, session_id)
             if used + total > limit:
                 return used
@@ -312,12 +385,12 @@ class MetadataStore:
         return _session_record(row) if row else None
 
     def update_session(self, session_id: str, **values) -> None:
-        with self._lock, self.engine.begin() as c:
+        with self.writing() as c:
             c.execute(update(sessions).where(sessions.c.id == session_id).values(**values))
 
     def advance_session(self, session_id: str, expected: int, received: int, **values) -> bool:
         """Compare-and-set the acknowledged offset: only from `expected`, only while the session is active."""
-        with self._lock, self.engine.begin() as c:
+        with self.writing() as c:
             return c.execute(update(sessions).where(
                 sessions.c.id == session_id, sessions.c.received == expected, sessions.c.status == "active")
                 .values(received=received, **values)).rowcount > 0
@@ -327,17 +400,19 @@ class MetadataStore:
 
         Picks `rec.key`: the file's id, or a fresh key when any project's file, upload or leftover bytes
         use that id (a name held elsewhere must look free, and blobs are keyed globally)."""
-        with self._lock, self.engine.begin() as c:
+        with self.writing() as c:
             rec.key = rec.id
+            self._serialise(c, "key:" + rec.key)
             while _key_taken(c, rec.key, session_id):
                 rec.key = "k" + secrets.token_hex(12)
+                self._serialise(c, "key:" + rec.key)
             return c.execute(update(sessions).where(sessions.c.id == session_id, sessions.c.status == "active")
                              .values(status="committing", final_file_id=rec.key,
                                      commit_json=json.dumps(_file_row(rec)))).rowcount > 0
 
     def finish_commit(self, session_id: str, rec: FileRecord) -> None:
         """Insert the file row and close the session in one transaction (the blob is already in place)."""
-        with self._lock, self.engine.begin() as c:
+        with self.writing() as c:
             if c.execute(select(files.c.id).where(files.c.id == rec.key)).first() is None:
                 c.execute(delete(tombstones).where(tombstones.c.id == rec.key))
                 c.execute(insert(files).values(_file_row(rec)))
@@ -357,12 +432,12 @@ class MetadataStore:
             return [_session_record(r) for r in rows]
 
     def delete_session(self, session_id: str) -> None:
-        with self._lock, self.engine.begin() as c:
+        with self.writing() as c:
             c.execute(delete(sessions).where(sessions.c.id == session_id))
 
     def create_key(self, project: str) -> str:
         key = "px-" + secrets.token_urlsafe(30)
-        with self._lock, self.engine.begin() as c:
+        with self.writing() as c:
             c.execute(insert(api_keys).values(key_hash=hash_key(key), prefix=key[:10], project=project,
                                               create_us=now_us(), revoked=False))
         return key
@@ -380,7 +455,7 @@ class MetadataStore:
                      "revoked": r["revoked"]} for r in rows]
 
     def revoke_key(self, prefix: str) -> bool:
-        with self._lock, self.engine.begin() as c:
+        with self.writing() as c:
             return c.execute(update(api_keys).where(api_keys.c.prefix.startswith(prefix), api_keys.c.revoked.is_(False))
                              .values(revoked=True)).rowcount > 0
 
@@ -411,7 +486,20 @@ def _usage(c, project: str, exclude_session: str | None) -> int:
     return int(stored) + int(c.execute(q).scalar_one())
 
 
-def _safe_url(url: str) -> str:
+def lock_key(name: str) -> int:
+    """A lock name as PostgreSQL's signed 64-bit advisory lock key (the same on every node)."""
+    return int.from_bytes(hashlib.sha256(b"pollux:" + name.encode()).digest()[:8], "big", signed=True)
+
+
+def _refuse_unstorable(ctx) -> None:
+    """A value PostgreSQL cannot store (a NUL character, a string longer than its column) is the
+    client's bad input, not a server fault: a 400, as SQLite (which stores anything) never needed."""
+    if isinstance(ctx.sqlalchemy_exception, DataError):
+        raise InvalidArgument("The request holds a value the server cannot store (a NUL character, or a text "
+                              "longer than its field allows).") from ctx.original_exception
+
+
+def safe_url(url: str) -> str:
     return url.split("@", 1)[-1] if "@" in url else url
 
 
