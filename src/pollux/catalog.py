@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from pollux.engines import options as engine_options
 from pollux.errors import InvalidArgument, NotFound
 
 GEMINI_CONTEXT = 1_048_576  # what Gemini's flash and pro models take (and what video thinning lets through)
@@ -192,7 +193,11 @@ class Catalog:
                 base = entries.get(raw["id"])
                 if base is None:
                     raw = entry_defaults(raw)
-                entries[raw["id"]] = replace(base, **raw) if base else ModelEntry(**raw)
+                entries[raw["id"]] = entry = replace(base, **raw) if base else ModelEntry(**raw)
+                try:
+                    engine_options.validate(entry)
+                except ValueError as e:  # a misspelled option would otherwise be ignored without a word
+                    raise ValueError(f"{path}: {e}") from None
             tiers = dict(data.get("gemini_tiers", {}))
         # An alias belongs to the last entry that claims it.
         return cls(list(entries.values()), tiers)

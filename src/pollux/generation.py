@@ -17,7 +17,7 @@ import logging
 import re
 import tempfile
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,8 +31,7 @@ from pollux.engines.base import Delta, Engine, GenerationParams
 from pollux.errors import InvalidArgument, PermissionDenied, UnsupportedMedia
 from pollux.media import mime as mimes
 from pollux.media import pipeline, tokens, urls
-from pollux.media.prepared import PreparedAudio
-from pollux.prompt_types import FileRef, InlineRef, MediaPart, Part, Prompt, RequestTurn
+from pollux.prompt_types import FileRef, InlineRef, MediaPart, Part, Prompt, RequestTurn, VideoOptions
 
 if TYPE_CHECKING:
     from pollux.engines.hub import EngineHub
@@ -148,12 +147,12 @@ class GenerationService:
         req, cached_turns = with_cache(req, model)
         engine = self.engines.get(model.entry)
         capabilities.check_request(req.turns, req.params, engine, model.requested, method)
-        transcribe = self._transcriber()
+        transcribe = self.engines.services.speech.transcriber()
         with _scratch_dir(self.scratch) as scratch:
             turns = self._resolve_media(project, req.turns, Path(scratch))
             capabilities.check_media(turns, engine, model.requested, transcribes=transcribe is not None,
                                      max_images_per_request=self.settings.max_images_per_request)
-            count_text = getattr(engine, "count_text", None)  # the engine's tokenizer for text, if it has one
+            count_text = engine.count_text  # the engine's tokenizer for text where it has one
             counts = tokens.count_request(turns, req.system, model.token_profile, count_text, req.media_resolution)
             cached = sum(tokens.count_request(turns[:cached_turns], req.system, model.token_profile, count_text,
                                               req.media_resolution).values()) if has_cache else 0
@@ -161,11 +160,7 @@ class GenerationService:
                 tokens.check_input_limit(sum(counts.values()), model.entry.gemini_input_token_limit)
             with self.engines.lease(model.entry):
                 pass  # load the model now, so a missing one fails before any bytes are streamed
-            prompt = prompt_assembly.assemble(
-                turns, req.system, capabilities=engine.capabilities, token_budget=model.entry.input_token_limit,
-                count_tokens=engine.count_tokens, transcribe=transcribe,
-                response_mime_type=req.params.response_mime_type, response_schema=req.params.response_schema,
-                media_resolution=req.media_resolution)
+            prompt = self.assemble(engine, turns, req.system, req.params, req.media_resolution)
             native = engine.count_tokens(prompt)
         if native > model.entry.input_token_limit:
             raise InvalidArgument(f"The input token count ({native}) exceeds the maximum number of tokens allowed "
@@ -206,9 +201,7 @@ class GenerationService:
                 kept = part.kept  # the file is gone; the cache naming it still holds its bytes
                 prepared = pipeline.load_prepared(kept.mime_type, kept.blob, kept.artifacts, self.settings)
                 return MediaPart(prepared, kept.mime_type, kept.name, part.video, part.resolution)
-            prepared = pipeline.load_prepared(rec.mime_type, self.files.blob_path(rec), self.files.artifact_dir(rec),
-                                              self.settings)
-            return MediaPart(prepared, rec.mime_type, rec.name, part.video, part.resolution)
+            return self.file_part(rec, video=part.video, resolution=part.resolution)
         if not part.mime_type:
             raise InvalidArgument("inlineData.mimeType is required.")
         declared = mimes.normalize(part.mime_type)
@@ -227,14 +220,27 @@ class GenerationService:
             fetched.prepared = pipeline.load_prepared(fetched.mime_type, fetched.path, artifact_dir, self.settings)
         return MediaPart(fetched.prepared, fetched.mime_type, part.uri, part.video, part.resolution)
 
-    def _transcriber(self) -> Callable[[PreparedAudio], list[dict]] | None:
-        if not self.settings.transcribe:
-            return None
-        try:
-            from pollux.engines import whisper
-        except ImportError:
-            return None
-        return lambda audio: whisper.transcribe_cached(audio, self.settings)
+    def file_part(self, rec, prepared=None, video: VideoOptions | None = None,
+                  resolution: str | None = None) -> MediaPart:
+        """A stored file as a prompt part (its prepared media loaded unless given)."""
+        if prepared is None:
+            prepared = pipeline.load_prepared(rec.mime_type, self.files.blob_path(rec), self.files.artifact_dir(rec),
+                                              self.settings)
+        return MediaPart(prepared, rec.mime_type, rec.name, video, resolution)
+
+    def assemble(self, engine: Engine, turns: list[RequestTurn], system: str | None = None,
+                 params: GenerationParams | None = None, media_resolution: str | None = None) -> Prompt:
+        """The one way request turns become an engine's prompt: requests, and the upload warm-up."""
+        params = params or GenerationParams()
+        return prompt_assembly.assemble(
+            turns, system, capabilities=engine.capabilities, token_budget=engine.entry.input_token_limit,
+            count_tokens=engine.count_tokens, transcribe=self.engines.services.speech.transcriber(),
+            response_mime_type=params.response_mime_type, response_schema=params.response_schema,
+            media_resolution=media_resolution)
+
+    def prompt_for_file(self, engine: Engine, rec, prepared=None) -> Prompt:
+        """The prompt a request holding just this file assembles (what the warm-up precomputes)."""
+        return self.assemble(engine, [RequestTurn("user", [self.file_part(rec, prepared)])])
 
     async def stream(self, job: Job) -> AsyncIterator[Delta]:
         """Run the engine in a worker thread; leaving the iterator early cancels generation."""

@@ -12,44 +12,30 @@ import importlib
 import logging
 import signal
 import threading
+from typing import TYPE_CHECKING
 
 from pollux.files.processing import PostProcessHook, Processor
 from pollux.settings import Settings
+
+if TYPE_CHECKING:
+    from pollux.engines.speech import SpeechService
 
 log = logging.getLogger("pollux.worker")
 ADOPT_SECONDS = 30.0  # how often a worker queues PROCESSING files whose node died before queuing them
 
 
-def media_hooks(settings: Settings) -> list[PostProcessHook]:
-    """Speech recognition (so a transcript is ready when the file is ACTIVE), then the plug-in hooks."""
+def media_hooks(settings: Settings, speech: "SpeechService | None" = None) -> list[PostProcessHook]:
+    """Speech recognition (so a transcript is ready when the file is ACTIVE), then the plug-in hooks.
+    `speech`: the process's speech service (the API's is its engine hub's); a worker makes its own."""
     hooks: list[PostProcessHook] = []
     if settings.transcribe:
-        transcribe = _speech_hook()
-        if transcribe is not None:
-            hooks.append(transcribe)
+        from pollux.engines.speech import SpeechService
+
+        hooks.append((speech or SpeechService(settings)).processing_hook)
     for name in filter(None, (n.strip() for n in settings.processing_hooks.split(","))):
         module, _, attr = name.partition(":")
         hooks.append(getattr(importlib.import_module(module), attr))
     return hooks
-
-
-def _speech_hook() -> PostProcessHook | None:
-    try:
-        from pollux.engines import whisper
-    except ImportError:
-        log.warning("speech recognition unavailable: faster-whisper is not installed")
-        return None
-    from pollux.media.prepared import PreparedAudio, PreparedVideo
-
-    def transcribe(record, prepared, settings) -> None:
-        audio = prepared.audio if isinstance(prepared, PreparedVideo) else prepared
-        if isinstance(audio, PreparedAudio):
-            try:
-                whisper.transcribe_cached(audio, settings)  # cached next to the artifact for every later prompt
-            except Exception:  # the file is still usable; prompts retry the transcript lazily
-                log.exception("transcription of %s failed", record.id)
-
-    return transcribe
 
 
 def run(settings: Settings) -> None:

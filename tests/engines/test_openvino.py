@@ -52,7 +52,7 @@ def ov_fp32(tiny_smolvlm, ov_settings):
 
     engine = OpenVINOEngine(_entry(tiny_smolvlm, "fp32"), ov_settings)
     engine.load()
-    assert engine.fast, engine.fallback_reason
+    assert engine.runtime.name == "openvino", engine.fallback_reason
     return engine
 
 
@@ -62,7 +62,7 @@ def ov_int8(tiny_smolvlm, ov_settings, ov_fp32):  # after fp32: quantized from i
 
     engine = OpenVINOEngine(_entry(tiny_smolvlm, "int8"), ov_settings)
     engine.load()
-    assert engine.fast, engine.fallback_reason
+    assert engine.runtime.name == "openvino", engine.fallback_reason
     return engine
 
 
@@ -279,7 +279,7 @@ def test_second_question_on_a_file_skips_the_vision_encoder(ov_int8, photos):
     answer = run(ov_int8, second, max_output_tokens=8, temperature=0.0)
     assert ov_int8.stats["vision_calls"] == mid["vision_calls"]  # features came from the cache
     reused = ov_int8.stats["reused_tokens"] - mid["reused_tokens"]
-    assert reused > sum(f.array.shape[0] * f.array.shape[1] for f in [ov_int8.image_features(second.images()[0])])
+    assert reused > sum(f.array.shape[0] * f.array.shape[1] for f in [ov_int8.runtime.image_features(second.images()[0])])
     # Reuse changes nothing: the same answer from a cold KV state.
     ov_int8.prefix.clear()
     assert steps(run(ov_int8, second, max_output_tokens=8, temperature=0.0)) == steps(answer)
@@ -313,7 +313,7 @@ def test_a_request_waits_for_features_being_computed(ov_int8, photos, monkeypatc
     assert started.wait(60)
     before = ov_int8.stats["vision_calls"]
     got = {}
-    waiter = threading.Thread(target=lambda: got.setdefault("f", ov_int8.image_features(image)))
+    waiter = threading.Thread(target=lambda: got.setdefault("f", ov_int8.runtime.image_features(image)))
     waiter.start()
     waiter.join(0.5)
     assert waiter.is_alive()  # waiting for the background's result, not computing its own
@@ -321,10 +321,10 @@ def test_a_request_waits_for_features_being_computed(ov_int8, photos, monkeypatc
     waiter.join(60)
     assert ov_int8.background.wait_idle(60)
     tiles = got["f"].array.shape[0]
-    from pollux.engines.openvino import VISION_CHUNK
+    from pollux.engines.runtimes.openvino import VISION_CHUNK
 
     assert ov_int8.stats["vision_calls"] - before == -(-tiles // VISION_CHUNK)  # computed once, by the background
-    assert ov_int8.features.get(ov_int8._ov_feature_key(image)) is got["f"]
+    assert ov_int8.features.get(ov_int8.runtime.feature_key(image)) is got["f"]
 
 
 def test_prefix_snapshots_survive_a_question_about_another_file(ov_int8, photos, monkeypatch):
@@ -345,21 +345,26 @@ def test_prefix_snapshots_survive_a_question_about_another_file(ov_int8, photos,
 
 def test_video_frames_precomputed_after_processing(ov_int8, tmp_path):
     from pollux.catalog import Catalog
-    from pollux.engines.features import Warmup
+    from pollux.generation import GenerationService
+    from pollux.warmup import Warmup
 
     class Hub:  # the part of EngineHub that Warmup uses
         settings = ov_int8.settings.model_copy(update={"default_model": ov_int8.entry.id})
-        _engines = {ov_int8.entry.id: ov_int8}
+        services = ov_int8.services
 
         def get(self, entry):
             return ov_int8
+
+        def loaded(self):
+            return [ov_int8]
 
     class Record:
         name, mime_type = "files/vid", "video/mp4"
 
     video = make_video(tmp_path / "pv", seconds=6, with_audio=False)
     video.sha256 = "p" * 64
-    warmup = Warmup(Hub(), Catalog([ov_int8.entry]), files=None)
+    catalog = Catalog([ov_int8.entry])
+    warmup = Warmup(Hub(), catalog, files=None, generation=GenerationService(Hub.settings, catalog, None, Hub()))
     before = dict(ov_int8.stats)
     warmup.on_processed(Record(), video, ov_int8.settings)  # returns at once; work runs in the background
     assert ov_int8.background.wait_idle(180)
@@ -377,7 +382,7 @@ def test_video_frames_precomputed_after_processing(ov_int8, tmp_path):
 
 def test_uploaded_image_is_warmed_and_the_question_skips_the_encoder(make_client, tmp_path, tiny_smolvlm,
                                                                      ov_settings, ov_int8, photos):
-    from pollux.engines import features
+    from pollux import warmup
     from tests.api.helpers import upload
     from tests.conftest import H, ctx_of
 
@@ -389,7 +394,8 @@ def test_uploaded_image_is_warmed_and_the_question_skips_the_encoder(make_client
     client = make_client(emulator=False, catalog_file=catalog, models_dir=ov_settings.resolved_models_dir,
                          default_model=entry.id)
     ctx = ctx_of(client)
-    features.install(ctx.files, ctx.engines, ctx.catalog)  # what the app wiring does
+    assert any(isinstance(getattr(hook, "__self__", None), warmup.Warmup)  # installed by the app wiring
+               for hook in ctx.files.processor.hooks)
 
     buf = io.BytesIO()
     photos["chelsea"].save(buf, format="PNG")
@@ -442,7 +448,7 @@ def test_families_without_a_fast_path_use_transformers(tiny_qwen, ov_settings, p
 
     engine = OpenVINOEngine(_entry(tiny_qwen, "int8", model_id="tiny-qwen-ov", family="qwen2_5_vl"), ov_settings)
     engine.load()
-    assert not engine.fast and "qwen2_5_vl" in engine.fallback_reason
+    assert engine.runtime.name == "transformers" and "qwen2_5_vl" in engine.fallback_reason
     assert engine.info()["runtime"] == "transformers"
     assert run(engine, one_image(photos), max_output_tokens=3)[-1].finish_reason
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pollux.engines.transformers import TextStream
+from pollux.engines.decoding import TextStream
 from tests.fixtures.tiny_models import train_tokenizer
 
 

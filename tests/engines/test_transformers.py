@@ -181,13 +181,13 @@ def test_qwen_native_grounding_converts_from_its_resized_input(qwen_engine, phot
     image = photos["coffee"]  # 300x200, resized by the processor to a multiple of 28
     seen = {}
 
-    def native_answer(encoded, params, index, cancel):
-        w, h = encoded.input_sizes[0]
+    def native_answer(prepared, params, cancel):
+        w, h = prepared.input_sizes[0]
         seen["size"] = (w, h)
         box = [w // 4, h // 2, w // 2, h]  # pixels on the model's input
         yield Delta('```json\n[{"bbox_2d": ' + json.dumps(box) + ', "label": "cup"}]\n```', finish_reason="STOP")
 
-    monkeypatch.setattr(qwen_engine, "_candidate", native_answer)
+    monkeypatch.setattr(qwen_engine, "_candidates", native_answer)
     prompt = Prompt([Turn("user", [Image(image, (900, 600)), Text("Give me a bounding box for the cup.")])],
                     boxes=BoxRequest(("cup",)))
     answer = "".join(d.text for d in qwen_engine.generate(prompt, GenerationParams(), threading.Event()))

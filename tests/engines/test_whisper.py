@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from pollux.engines import whisper
+from pollux.engines.speech import SpeechService
 from pollux.errors import ModelUnavailable
 from pollux.media.prepared import PreparedAudio
 from tests.engines.prepared import write_wav
@@ -90,11 +91,15 @@ def test_missing_named_model_says_pollux_pull(tmp_path):
 
     with pytest.raises(ModelUnavailable, match=r"pollux pull whisper:large-v3"):
         whisper.load_model(Settings(data_dir=tmp_path, whisper_model="large-v3"))
+    with pytest.raises(ModelUnavailable, match=r"pollux pull whisper:large-v3"):  # through the service too
+        SpeechService(Settings(data_dir=tmp_path, whisper_model="large-v3")).transcribe_cached(
+            PreparedAudio(duration=1.0, wav_path=tmp_path / "a.wav", artifact_dir=tmp_path))
 
 
 def test_transcribes_words_with_segment_timestamps(speech, whisper_settings, monkeypatch):
     audio, spans = speech
-    segments = whisper.transcribe_cached(audio, whisper_settings)
+    service = SpeechService(whisper_settings)
+    segments = service.transcribe_cached(audio)
     assert len(segments) == len(SENTENCES), segments
     for segment, (_, text), (start, end) in zip(segments, SENTENCES, spans):
         said, heard = _words(text), _words(segment["text"])
@@ -105,4 +110,4 @@ def test_transcribes_words_with_segment_timestamps(speech, whisper_settings, mon
     cache = Path(audio.artifact_dir) / "transcript.json"
     assert cache.is_file()
     monkeypatch.setattr(whisper, "transcribe", lambda *a: pytest.fail("transcribed twice"))
-    assert whisper.transcribe_cached(audio, whisper_settings) == segments
+    assert SpeechService(whisper_settings).transcribe_cached(audio) == segments

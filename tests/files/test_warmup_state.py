@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from pollux.catalog import Catalog, ModelEntry
-from pollux.engines.features import Warmup
+from pollux.warmup import Warmup
 from pollux.engines.hub import EngineHub
 from pollux.errors import FileNotActive
 from pollux.files.records import State
@@ -29,11 +29,16 @@ class WarmingEngine:
     fail = False
     seen: list = []
 
+    precomputes = True
+
     def __init__(self, entry, settings):
         self.entry = entry
 
     def info(self):
         return {"loaded": True}
+
+    def is_loaded(self):
+        return True
 
     def precompute(self, load_prompt, warm_prefix=True, done=None):
         def work():
@@ -49,8 +54,13 @@ class NotWarming:
     def __init__(self, entry, settings):
         self.entry = entry
 
+    precomputes = False
+
     def info(self):
         return {"loaded": False}
+
+    def is_loaded(self):
+        return False
 
 
 def _service(settings, engine: str) -> tuple[FileService, Warmup]:

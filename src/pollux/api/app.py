@@ -17,7 +17,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from pollux import __version__
+from pollux import __version__, warmup
 from pollux.api import caches, discovery, files, generate, interactions, models, ops, upload
 from pollux.api.auth import Authenticator
 from pollux.api.context import VERSIONS, AppContext
@@ -146,20 +146,12 @@ def build_context(settings: Settings) -> AppContext:
 
 def _register_hooks(context: AppContext) -> None:
     """Speech recognition while a video/audio file is PROCESSING, so its transcript is ready when ACTIVE;
-    then the plug-in hooks (`processing_hooks`). The same list `pollux worker` runs."""
+    then the plug-in hooks (`processing_hooks`, the same list `pollux worker` runs); then the warm-up (vision
+    features as files arrive), which assembles prompts with that transcript."""
     from pollux.worker import media_hooks
 
-    context.files.processor.hooks.extend(media_hooks(context.settings))
-
-
-def _install_warmup(context: AppContext) -> None:
-    """Vision features start computing as files arrive (engines that cache them opt in); after the speech
-    hook, so a video's transcript is on disk before its warm-up prompt is assembled."""
-    try:
-        from pollux.engines import features
-    except ImportError:
-        return
-    features.install(context.files, context.engines, context.catalog)
+    context.files.processor.hooks.extend(media_hooks(context.settings, context.engines.services.speech))
+    warmup.install(context.files, context.engines, context.catalog, context.generation)
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -167,7 +159,6 @@ def create_app(settings: Settings) -> Starlette:
     context = build_context(settings)
     operations = Ops(context)
     _register_hooks(context)
-    _install_warmup(context)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):

@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Any
 
+from pydantic import BaseModel
+
+from pollux.engines import options as engine_options
 from pollux.errors import InvalidArgument
 from pollux.prompt_types import FunctionCall, Prompt
 
 if TYPE_CHECKING:
     from pollux.catalog import ModelEntry
+    from pollux.engines.services import Services
     from pollux.settings import Settings
 
 
@@ -80,10 +84,31 @@ class Engine(ABC):
     serialised: bool = True
     # What `count_tokens` is: "model" (the local tokenizer), "server" (the server's tokenizer), "estimate".
     native_count_source: str = "model"
+    # The catalog entry's `options`, typed (pydantic, extra="forbid" for the built-ins); checked when the
+    # catalog loads, so a misspelled key is a start-up error.
+    Options: type[BaseModel] = engine_options.EngineOptions
+    # Computes reusable state (vision features, a KV prefix) worth doing ahead of requests: the upload
+    # warm-up targets only these (see `precompute`).
+    precomputes: bool = False
 
     def __init__(self, entry: "ModelEntry", settings: "Settings"):
         self.entry = entry
         self.settings = settings
+        self.options: Any = engine_options.validate(entry, type(self).Options)
+        self._services: "Services | None" = None
+
+    @property
+    def services(self) -> "Services":
+        """The helper models (speech, grounding) the hub shares; an engine built alone gets its own."""
+        if self._services is None:
+            from pollux.engines.services import Services
+
+            self._services = Services(self.settings)
+        return self._services
+
+    @services.setter
+    def services(self, services: "Services") -> None:
+        self._services = services
 
     def load(self) -> None:
         """Load weights; raise `ModelUnavailable` (naming `pollux pull`) if they are absent."""
@@ -102,6 +127,24 @@ class Engine(ABC):
     def info(self) -> dict[str, Any]:
         """Runtime facts for models.get / metrics (loaded, memory)."""
         return {}
+
+    def is_loaded(self) -> bool:
+        """Holds a loaded model now (the warm-up also targets every loaded engine)."""
+        return bool(self.info().get("loaded"))
+
+    def count_text(self, text: str) -> int:
+        """Tokens of a text in Gemini's accounting; an engine with a tokenizer counts with it."""
+        from pollux.media.tokens import count_text_estimate
+
+        return count_text_estimate(text)
+
+    def precompute(self, load_prompt: Callable[[], Prompt], warm_prefix: bool = True,
+                   done: threading.Event | None = None) -> None:
+        """Compute, in the background, what the prompt `load_prompt()` will need (an uploaded file's
+        features, its prefix); returns at once and sets `done` once finished. Engines that keep nothing
+        (`precomputes = False`) just set it."""
+        if done is not None:
+            done.set()
 
     async def astream(self, prompt: Prompt, params: GenerationParams) -> AsyncIterator[Delta]:
         """Engines with `serialised = False` stream on the event loop instead; closing the iterator cancels."""

@@ -7,10 +7,12 @@ frames unsplit at the encoder's size, while still images keep the processor's ti
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
 from pollux.engines import resolution
+from pollux.engines.options import LocalOptions
 from pollux.prompt_types import Image, Prompt, Text
 
 Size = tuple[int, int]  # width, height
@@ -26,6 +28,16 @@ class Encoded:
         return int(self.inputs["input_ids"].shape[1])
 
 
+@dataclass
+class ImageInputs:
+    """One image as the processor prepares it for the vision encoder (SmolVLM2 tiles)."""
+
+    pixel_values: Any  # [1, tiles, 3, H, W]
+    pixel_attention_mask: Any  # [1, tiles, H, W]
+    rows: int  # the tiling chosen (expands the <image> placeholder in the text)
+    cols: int
+
+
 def _is_marker(seg: Any) -> bool:
     return isinstance(seg, Text) and seg.modality == "VIDEO"
 
@@ -36,10 +48,11 @@ class ChatFormat:
     family = "generic"
     frame_text = "{ts}: "
 
-    def __init__(self, processor: Any, options: dict[str, Any] | None = None):
+    def __init__(self, processor: Any, options: LocalOptions | None = None):
         self.processor = processor
         self.tokenizer = processor.tokenizer
-        self.options = options or {}
+        self.options = options or LocalOptions()
+        self.lock = threading.RLock()  # fast tokenizers are not safe across threads: every use goes through here
 
     def messages(self, prompt: Prompt) -> list[dict]:
         out: list[dict] = []
@@ -80,6 +93,18 @@ class ChatFormat:
 
     def count(self, prompt: Prompt) -> int:
         raise NotImplementedError
+
+    def count_text(self, text: str) -> int:
+        with self.lock:
+            return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def decode(self, ids: list[int]) -> str:
+        with self.lock:
+            return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def feature_variant(self, image: Image) -> str:
+        """What, beyond the image and the processor settings, changes its vision features (a cache key part)."""
+        return "single"
 
     def _tokenize(self, text: str) -> Any:
         return self.tokenizer(text, return_tensors="pt", add_special_tokens=True)
@@ -124,6 +149,9 @@ class SmolVLMFormat(ChatFormat):
         default = bool(self.processor.image_processor.do_image_splitting)
         return image.modality != "VIDEO" and (row["split"] if row else default)
 
+    def feature_variant(self, image: Image) -> str:
+        return "tiles" if self._splits(image) else "single"
+
     def _image_kwargs(self, image: Image) -> dict[str, Any]:
         """Processor kwargs for this image: splitting, and the longest edge tiles are cut from."""
         out: dict[str, Any] = {"do_image_splitting": self._splits(image)}
@@ -133,40 +161,43 @@ class SmolVLMFormat(ChatFormat):
             out["size"] = {"longest_edge": row["tiles"] * tile}
         return out
 
+    def image_inputs(self, image: Image) -> ImageInputs:
+        """The one way an image becomes encoder input, whichever runtime encodes it."""
+        out = self.processor.image_processor([[image.image]], **self._image_kwargs(image),
+                                             return_row_col_info=True, return_tensors="pt")
+        return ImageInputs(out["pixel_values"], out["pixel_attention_mask"], int(out["rows"][0][0]),
+                           int(out["cols"][0][0]))
+
+    def _grid(self, image: Image) -> tuple[int, int]:
+        """The tiling `image_inputs` would choose, without preparing any pixels (counting)."""
+        w, h = image.image.size
+        _, r, c = self.processor.image_processor.get_number_of_image_patches(h, w, self._image_kwargs(image))
+        split = self._splits(image) and (r, c) != (1, 1)
+        return (r, c) if split else (0, 0)
+
+    def token_ids(self, prompt: Prompt, grids: list[tuple[int, int]]) -> Any:
+        """The prompt's token ids [1, n], each image's placeholder expanded for its (rows, cols) tiling."""
+        with self.lock:
+            text = self.text(prompt)
+            if grids:
+                text = self.processor.expand_text_with_image_tokens(
+                    [text], image_rows=[[r for r, _ in grids]], image_cols=[[c for _, c in grids]])[0]
+            return self._tokenize(text)
+
     def encode(self, prompt: Prompt) -> Encoded:
         import torch
 
-        text = self.text(prompt)
         images = prompt.images()
+        prepared = [self.image_inputs(image) for image in images]
         inputs: dict[str, Any] = {}
-        if images:
-            pixel_values, masks, rows, cols = [], [], [], []
-            for image in images:
-                out = self.processor.image_processor([[image.image]], **self._image_kwargs(image),
-                                                     return_row_col_info=True, return_tensors="pt")
-                pixel_values.append(out["pixel_values"][0])
-                masks.append(out["pixel_attention_mask"][0])
-                rows.append(out["rows"][0][0])
-                cols.append(out["cols"][0][0])
-            text = self.processor.expand_text_with_image_tokens([text], image_rows=[rows], image_cols=[cols])[0]
-            inputs["pixel_values"] = torch.cat(pixel_values)[None]
-            inputs["pixel_attention_mask"] = torch.cat(masks)[None]
-        inputs.update(self._tokenize(text))
+        if prepared:
+            inputs["pixel_values"] = torch.cat([p.pixel_values[0] for p in prepared])[None]
+            inputs["pixel_attention_mask"] = torch.cat([p.pixel_attention_mask[0] for p in prepared])[None]
+        inputs.update(self.token_ids(prompt, [(p.rows, p.cols) for p in prepared]))
         return Encoded(inputs, [im.image.size for im in images])
 
     def count(self, prompt: Prompt) -> int:
-        text = self.text(prompt)
-        images = prompt.images()
-        if images:
-            rows, cols = [], []
-            for image in images:
-                w, h = image.image.size
-                _, r, c = self.processor.image_processor.get_number_of_image_patches(h, w, self._image_kwargs(image))
-                split = self._splits(image) and (r, c) != (1, 1)
-                rows.append(r if split else 0)
-                cols.append(c if split else 0)
-            text = self.processor.expand_text_with_image_tokens([text], image_rows=[rows], image_cols=[cols])[0]
-        return len(self.tokenizer(text, add_special_tokens=True)["input_ids"])
+        return int(self.token_ids(prompt, [self._grid(image) for image in prompt.images()])["input_ids"].shape[1])
 
 
 class QwenVLFormat(ChatFormat):
@@ -179,7 +210,8 @@ class QwenVLFormat(ChatFormat):
         """The image's size after the pixel cap (frames get a smaller cap than still images)."""
         key = "frame_max_pixels" if image.modality == "VIDEO" else "max_pixels"
         row = resolution.settings(self.family, image.resolution)
-        cap = int(row[key] if row else self.options.get(key, 448 * 448 if image.modality == "VIDEO" else 1280 * 28 * 28))
+        configured = getattr(self.options, key) or (448 * 448 if image.modality == "VIDEO" else 1280 * 28 * 28)
+        cap = int(row[key] if row else configured)
         w, h = image.image.size
         if w * h <= cap:
             return w, h
@@ -193,9 +225,9 @@ class QwenVLFormat(ChatFormat):
         return image.image if size == image.image.size else image.image.resize(size, PILImage.Resampling.BICUBIC)
 
     def encode(self, prompt: Prompt) -> Encoded:
-        text = self.text(prompt)
         images = [self._shrunk(im) for im in prompt.images()]
-        inputs = self.processor(text=[text], images=images or None, return_tensors="pt")
+        with self.lock:
+            inputs = self.processor(text=[self.text(prompt)], images=images or None, return_tensors="pt")
         inputs = dict(inputs)
         inputs.pop("token_type_ids", None)
         sizes: list[Size] = []
@@ -205,6 +237,10 @@ class QwenVLFormat(ChatFormat):
         return Encoded(inputs, sizes)
 
     def count(self, prompt: Prompt) -> int:
+        with self.lock:
+            return self._count(prompt)
+
+    def _count(self, prompt: Prompt) -> int:
         text = self.text(prompt)
         ip = self.processor.image_processor
         merge = ip.merge_size**2
@@ -220,7 +256,7 @@ class QwenVLFormat(ChatFormat):
 FORMATS: dict[str, type[ChatFormat]] = {"smolvlm": SmolVLMFormat, "qwen2_5_vl": QwenVLFormat, "qwen2_vl": QwenVLFormat}
 
 
-def format_for(family: str, processor: Any, options: dict[str, Any] | None = None) -> ChatFormat:
+def format_for(family: str, processor: Any, options: LocalOptions | None = None) -> ChatFormat:
     cls = FORMATS.get(family)
     if cls is None:
         from pollux.errors import ModelUnavailable

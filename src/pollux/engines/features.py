@@ -4,14 +4,14 @@ must not pay for it again.
 `FeatureStore` is a byte-bounded LRU keyed by (model, preprocessing, file content); a key being
 computed is computed once, and whoever else needs it meanwhile waits for that result. `Background`
 is one low-priority thread that computes features ahead of the questions (as files arrive), pausing
-while the model generates. `Warmup` holds the hooks the app registers on the Files API.
+while the model generates. What to precompute as files arrive is decided above the engines
+(`pollux.warmup`).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,17 +21,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import numpy as np
 
-    from pollux.catalog import Catalog
-    from pollux.engines.hub import EngineHub
-    from pollux.files.service import FileService
-    from pollux.prompt_types import Prompt
-
 log = logging.getLogger("pollux.engines.features")
-
-# An image stays PROCESSING at most this long for its features (a model being converted on first use
-# can take minutes); after that it is ACTIVE anyway and the first question computes what is missing.
-IMAGE_WARMUP_TIMEOUT = 900.0
-
 
 @dataclass
 class Features:
@@ -139,12 +129,11 @@ class FeatureStore:
                 if found is not None:
                     self.hits += 1
                     return found
-                event = self._pending.get(key)
-                owner = event is None
-                if owner:
-                    event = self._pending[key] = threading.Event()
+                pending = self._pending.get(key)
+                owner = pending is None
+                event = self._pending[key] = threading.Event() if pending is None else pending
             if not owner:
-                event.wait()  # type: ignore[union-attr]  # computed elsewhere; if that failed, the loop computes it here
+                event.wait()  # computed elsewhere; if that failed, the loop computes it here
                 continue
             try:
                 value = compute()
@@ -153,7 +142,7 @@ class FeatureStore:
             finally:
                 with self._lock:
                     self._pending.pop(key, None)
-                event.set()  # type: ignore[union-attr]
+                event.set()
 
     def _put(self, key: str, value: Features, counted: bool = True) -> None:
         with self._lock:
@@ -284,119 +273,3 @@ def coarse_to_fine(total: int) -> list[int]:
             break
         n = 2 if n == 1 else 2 * n - 1
     return order
-
-
-# ------------------------------------------------------------------------------------- app hooks
-
-class Warmup:
-    """Computes vision features as files arrive, for the engines that cache them.
-
-    Engines opt in with `precompute(load_prompt, done=...)`, which returns at once. The targets are
-    the default model and every model currently loaded. The prompt given is the one a request about
-    the file alone would assemble (same frames, transcript and cache keys), so its features, and its
-    KV prefix, are exactly what the first question needs.
-
-    Images: the file stays PROCESSING until its features and prefix are ready (`wants` tells the
-    File service so), so a question about an ACTIVE image starts answering at once; a request that
-    names the image earlier is still served (it waits for the work in flight). Videos: queued when
-    prepared and never waited for: an hour of frames would take over an hour here.
-    """
-
-    def __init__(self, hub: "EngineHub", catalog: "Catalog", files: "FileService",
-                 image_timeout: float = IMAGE_WARMUP_TIMEOUT):
-        self.hub, self.catalog, self.files = hub, catalog, files
-        self.image_timeout = image_timeout
-
-    def engines(self) -> list[Any]:
-        entries = []
-        default = self.catalog.entries.get(self.hub.settings.default_model)
-        if default is not None:
-            entries.append(default)
-        loaded = getattr(self.hub, "_engines", {})
-        for entry in self.catalog.entries.values():
-            engine = loaded.get(entry.id)
-            if engine is not None and entry not in entries and engine.info().get("loaded"):
-                entries.append(entry)
-        out = []
-        for entry in entries:
-            try:
-                engine = self.hub.get(entry)
-            except Exception:  # an engine that cannot be built here has nothing to warm
-                continue
-            if callable(getattr(engine, "precompute", None)):
-                out.append(engine)
-        return out
-
-    def wants(self, mime: str) -> bool:
-        """File service predicate: an uploaded image is PROCESSING while an engine computes its features."""
-        return mime.startswith("image/") and bool(self.engines())
-
-    def on_processed(self, record: Any, prepared: Any, settings: Any) -> None:
-        """Processor hook, run while the file is PROCESSING: an image waits for its features; a
-        video's frames are queued and the hook returns at once."""
-        from pollux.media.prepared import PreparedVideo
-
-        try:
-            if isinstance(prepared, PreparedVideo):
-                if prepared.frames:
-                    self._warm(record, prepared, wait=False)
-            elif str(getattr(record, "mime_type", "")).startswith("image/"):
-                self._warm(record, prepared, wait=True)
-        except Exception:  # a warm-up is an optimisation: it never fails a file
-            log.exception("vision warm-up of %s failed", getattr(record, "id", "?"))
-
-    def _warm(self, record: Any, prepared: Any, wait: bool) -> None:
-        pending = []
-        for engine in self.engines():
-            done = threading.Event() if wait else None
-            engine.precompute(lambda engine=engine: self.prompt_for(engine, record, prepared), done=done)
-            if done is not None:
-                pending.append(done)
-        deadline = time.monotonic() + self.image_timeout
-        file_id = str(getattr(record, "key", None) or getattr(record, "id", "?"))  # jobs are keyed by storage key
-        for done in pending:
-            while not done.wait(0.2):
-                if self.files.processor.is_cancelled(file_id):
-                    return  # deleted, or the server is stopping (the next start warms it again)
-                if time.monotonic() > deadline:
-                    log.warning("vision features of %s not ready after %.0f s; ACTIVE without them", file_id,
-                                self.image_timeout)
-                    return
-
-    def prompt_for(self, engine: Any, record: Any, prepared: Any = None) -> "Prompt":
-        """The prompt a request holding just this file assembles for `engine` (run in the background)."""
-        from pollux import prompt as assembly
-        from pollux.media import pipeline
-        from pollux.prompt_types import MediaPart, RequestTurn
-
-        settings = self.hub.settings
-        if prepared is None:
-            prepared = pipeline.load_prepared(record.mime_type, self.files.blob_path(record),
-                                              self.files.artifact_dir(record), settings)
-        turns = [RequestTurn("user", [MediaPart(prepared, record.mime_type, record.name)])]
-        return assembly.assemble(turns, None, capabilities=engine.capabilities,
-                                 token_budget=engine.entry.input_token_limit, count_tokens=engine.count_tokens,
-                                 transcribe=_transcriber(settings))
-
-
-def _transcriber(settings: Any) -> Callable[[Any], list[dict]] | None:
-    """The transcript source generation uses (cached on disk by the Processor's speech hook)."""
-    if not getattr(settings, "transcribe", False):
-        return None
-    try:
-        from pollux.engines import whisper
-    except ImportError:
-        return None
-    return lambda audio: whisper.transcribe_cached(audio, settings)
-
-
-def install(files: "FileService", hub: "EngineHub", catalog: "Catalog") -> Warmup:
-    """Register the warm-up on the Files API: images before they are ACTIVE, videos once prepared.
-
-    Call it after the speech-recognition hook is registered, so a video's transcript is on disk
-    before its warm-up prompt is assembled.
-    """
-    warmup = Warmup(hub, catalog, files)
-    files.processing_wanted.append(warmup.wants)
-    files.processor.hooks.append(warmup.on_processed)
-    return warmup

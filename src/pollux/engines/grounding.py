@@ -1,5 +1,6 @@
-"""A grounding model for models without native grounding (SmolVLM2): OWLv2 open-vocabulary detection
-via transformers. Box requests themselves are recognised in prompt assembly (`pollux.prompt`).
+"""The grounding service for models without native grounding (SmolVLM2): OWLv2 open-vocabulary
+detection via transformers, loaded on first use and unloaded when idle (`GroundingService`). Box
+requests themselves are recognised in prompt assembly (`pollux.prompt`).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pollux.engines.boxes import Detection, from_owlv2
+from pollux.engines.services import ModelService
 from pollux.prompt import is_box_request, phrases, wants_json, wants_many  # noqa: F401  (recognised in prompt.py)
 
 if TYPE_CHECKING:
@@ -74,12 +76,9 @@ class Grounder:
         return center_to_corners_format(center_boxes)
 
 
-_grounders: dict[str, Grounder] = {}
-_grounders_lock = threading.Lock()
-
-
 def grounder_for(name_or_path: str, settings: "Settings") -> Grounder:
-    """The shared Grounder for a grounding model id (see grounding_entries) or a local folder."""
+    """Load the Grounder for a grounding model id (see grounding_entries) or a local folder (uncached:
+    the `GroundingService` keeps what is loaded)."""
     from pollux.engines import weights
 
     entry = grounding_entries().get(name_or_path)
@@ -88,9 +87,13 @@ def grounder_for(name_or_path: str, settings: "Settings") -> Grounder:
 
         entry = ModelEntry(id=Path(name_or_path).name, display_name=name_or_path, description="grounding model",
                            engine="transformers", source=name_or_path, family="owlv2")
-    path = weights.resolve(entry, settings)
-    with _grounders_lock:
-        grounder = _grounders.get(str(path))
-        if grounder is None:
-            grounder = _grounders[str(path)] = Grounder(path)
-        return grounder
+    return Grounder(weights.resolve(entry, settings))
+
+
+class GroundingService(ModelService[Grounder]):
+    """Grounding models by id or folder (`options.grounding` of each engine), with a model's lifecycle."""
+
+    kind = "grounding"
+
+    def _load(self, name: str) -> Grounder:
+        return grounder_for(name, self.settings)

@@ -1,4 +1,5 @@
-"""One loaded engine instance per catalog model, with requests queued on it."""
+"""One engine instance per catalog model, loaded on first use and unloaded when idle, and the helper
+model services (speech, grounding) its engines share, under the same lifecycle."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ import logging
 import threading
 import time
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from pollux.engines.base import Engine, engine_class
+from pollux.engines.services import Services
 from pollux.errors import ModelUnavailable, PolluxError
 
 if TYPE_CHECKING:
@@ -25,6 +27,7 @@ class EngineHub:
         self._busy: dict[str, int] = {}  # leases held per model id
         self._last_used: dict[str, float] = {}
         self._guard = threading.Lock()
+        self.services = Services(settings)
 
     def engine_name(self, entry: "ModelEntry") -> str:
         return "emulator" if self.settings.emulator else entry.engine
@@ -34,20 +37,22 @@ class EngineHub:
         with self._guard:
             engine = self._engines.get(entry.id)
             if engine is None:
-                cls = self._class_for(entry)
+                name = self.engine_name(entry)
+                try:
+                    cls = engine_class(name)
+                except ImportError as e:  # a runtime missing is the engine's to handle (it reports its fallback)
+                    raise ModelUnavailable(f"The {name!r} engine for model {entry.id} cannot be loaded here: {e}"
+                                           ) from None
                 engine = cls(entry, self.settings)
+                engine.services = self.services
                 self._engines[entry.id] = engine
             return engine
 
-    def _class_for(self, entry: "ModelEntry") -> type[Engine]:
-        name = self.engine_name(entry)
-        try:
-            return engine_class(name)
-        except ImportError as e:
-            if name == "openvino":  # the fast path is optional: fall back to the reference engine
-                log.warning("openvino engine unavailable (%s); using transformers for %s", e, entry.id)
-                return engine_class("transformers")
-            raise ModelUnavailable(f"The {name!r} engine for model {entry.id} cannot be loaded here: {e}") from None
+    def loaded(self) -> list[Engine]:
+        """The engines holding a loaded model now."""
+        with self._guard:
+            engines = list(self._engines.values())
+        return [engine for engine in engines if engine.is_loaded()]
 
     @contextmanager
     def lease(self, entry: "ModelEntry") -> Iterator[Engine]:
@@ -88,14 +93,16 @@ class EngineHub:
             for model_id, engine in list(self._engines.items()):
                 if not self._busy.get(model_id) and now - self._last_used.get(model_id, now) > limit:
                     engine.unload()
+        self.services.unload_idle()
 
     def info(self, entry: "ModelEntry") -> dict:
         engine = self._engines.get(entry.id)
         if engine is None and self.engine_name(entry) == "openai":  # cheap to build: shows replica health at once
             engine = self.get(entry)
-        out = {"model": entry.id, "engine": self.engine_name(entry), "source": entry.source}
+        out: dict[str, Any] = {"model": entry.id, "engine": self.engine_name(entry), "source": entry.source}
         if engine is not None:
             out.update(engine.info())
+        out["services"] = self.services.info()  # speech and grounding models: loaded, idle for how long
         return out
 
     def close(self) -> None:
@@ -104,3 +111,4 @@ class EngineHub:
                 engine.unload()
             except Exception:  # shutting down: best effort
                 log.exception("unloading failed")
+        self.services.close()

@@ -62,11 +62,13 @@ def _weights_option(entry: "ModelEntry", name: str, default: str, allowed: tuple
 
 def quantization_settings(entry: "ModelEntry", mode: str) -> dict:
     """What, beyond the mode, changes the converted language-model weights (part of the cache key)."""
+    from pollux.engines.options import LocalOptions, validate
+
+    options = validate(entry, LocalOptions)
     if mode == "int4":
-        return {"bits": 4, "sym": bool(entry.options.get("sym", False)),
-                "group_size": int(entry.options.get("group_size", DEFAULT_INT4_GROUP))}
+        return {"bits": 4, "sym": options.sym, "group_size": options.group_size}
     if mode == "int8":
-        return {"bits": 8, "sym": bool(entry.options.get("sym", False))}
+        return {"bits": 8, "sym": options.sym}
     return {}
 
 

