@@ -13,10 +13,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import re
+import secrets
+import shutil
 import tempfile
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -137,13 +141,19 @@ class Job:
     usage: Usage
 
 
-def _scratch_dir(base: Path) -> tempfile.TemporaryDirectory:
-    """A folder for this request's inline media: under the data dir, or the system's temp dir when the
-    data dir is not writable (a prompt over stored files needs only reads)."""
+@contextmanager
+def _scratch_dir(base: Path) -> Iterator[Path]:
+    """A folder for this request's inline video/audio and fetched URLs, under the data dir (or the system's
+    temp dir when the data dir is not writable). Named, not made: whatever writes there makes it, and most
+    requests (text, images) write nothing, so they cost no mkdir and rmtree."""
+    if not os.access(base, os.W_OK):
+        base = Path(tempfile.gettempdir())
+    path = base / f"pollux-scratch-{secrets.token_hex(8)}"
     try:
-        return tempfile.TemporaryDirectory(dir=base)
-    except OSError:
-        return tempfile.TemporaryDirectory(prefix="pollux-scratch-")
+        yield path
+    finally:
+        if path.exists():
+            shutil.rmtree(path, ignore_errors=True)
 
 
 class GenerationService:
@@ -172,7 +182,7 @@ class GenerationService:
         engine = self.engines.get(model.entry)
         _check_tools(inp, engine, model.requested)
         with _scratch_dir(self.scratch) as scratch:
-            turns = self._resolve_media(project, inp, engine, Path(scratch))
+            turns = self._resolve_media(project, inp, engine, scratch)
             counts = self._gemini_counts(turns, inp.system, model.token_profile, engine, inp.media_resolution)
             cached = sum(self._gemini_counts(turns[:cached_turns], inp.system, model.token_profile, engine,
                                              inp.media_resolution).values()) if has_cache else 0
