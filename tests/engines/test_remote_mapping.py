@@ -127,7 +127,7 @@ def test_tool_call_stream_and_malformed_answers():
     with pytest.raises(m.MalformedAnswer):
         m.StreamState().feed({"choices": [{"index": 3, "delta": {"content": "x"}}]})
     with pytest.raises(m.MalformedAnswer):
-        list(m.sse_events(["data: {not json"]))
+        m.SSEReader().feed(b"data: {not json\n")
     bad = m.StreamState()
     bad.feed({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"name": "f",
                                                                                        "arguments": "{"}}]}}]})
