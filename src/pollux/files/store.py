@@ -132,6 +132,7 @@ class MetadataStore:
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._lock = threading.Lock()  # SQLite allows one writer; serialise ours instead of retrying
+        self.key_revision = 0  # bumped by every revocation: key caches (api/auth.py) drop what they hold
         try:
             metadata.create_all(self.engine)
             self._migrate()
@@ -381,8 +382,10 @@ class MetadataStore:
 
     def revoke_key(self, prefix: str) -> bool:
         with self._lock, self.engine.begin() as c:
-            return c.execute(update(api_keys).where(api_keys.c.prefix.startswith(prefix), api_keys.c.revoked.is_(False))
-                             .values(revoked=True)).rowcount > 0
+            revoked = c.execute(update(api_keys).where(api_keys.c.prefix.startswith(prefix),
+                                                       api_keys.c.revoked.is_(False)).values(revoked=True)).rowcount > 0
+        self.key_revision += 1  # after the commit: a lookup racing it is cached under the old revision
+        return revoked
 
 
 def _name_taken(c, project: str, name: str) -> bool:
