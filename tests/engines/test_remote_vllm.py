@@ -216,6 +216,20 @@ def test_concurrent_streams_overlap_at_the_server(pollux):
     assert together >= 4, runs
 
 
+def _until(check, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not check() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return check()
+
+
+def _assert_aborted(vllm, tokens_before: float) -> None:
+    """The server runs nothing any more, having generated fewer tokens than asked for: it aborted."""
+    assert _until(lambda: vllm.metric("vllm:num_requests_running") == 0, 15)
+    generated = vllm.metric("vllm:generation_tokens_total") - tokens_before
+    assert 0 < generated < LONG
+
+
 def test_client_disconnect_cancels_upstream(pollux, vllm):
     """Hanging up after the first chunk aborts the server's request: far fewer tokens than asked for."""
     before = vllm.metric("vllm:generation_tokens_total")
@@ -224,13 +238,7 @@ def test_client_disconnect_cancels_upstream(pollux, vllm):
         for line in r.iter_lines():
             if line.startswith("data: "):
                 break  # one chunk, then hang up
-    for _ in range(300):
-        if vllm.metric("vllm:num_requests_running") == 0:
-            break
-        time.sleep(0.05)
-    assert vllm.metric("vllm:num_requests_running") == 0
-    generated = vllm.metric("vllm:generation_tokens_total") - before
-    assert 0 < generated < LONG  # aborted at the server, not run to the end
+    _assert_aborted(vllm, before)
 
 
 def test_logprobs_chosen_and_top_candidates(pollux):
@@ -270,19 +278,9 @@ def test_client_disconnect_cancels_a_plain_request_upstream(pollux, vllm):
     sock.sendall(b"POST /v1beta/models/llava-long:generateContent HTTP/1.1\r\nHost: pollux\r\n"
                  b"Content-Type: application/json\r\nx-goog-api-key: " + H["x-goog-api-key"].encode() +
                  b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
-    for _ in range(600):  # until vLLM is generating it
-        if vllm.metric("vllm:num_requests_running") >= 1:
-            break
-        time.sleep(0.05)
-    assert vllm.metric("vllm:num_requests_running") >= 1
+    assert _until(lambda: vllm.metric("vllm:num_requests_running") >= 1, 30)  # vLLM is generating it
     sock.close()  # hang up without reading an answer
-    for _ in range(300):
-        if vllm.metric("vllm:num_requests_running") == 0:
-            break
-        time.sleep(0.05)
-    assert vllm.metric("vllm:num_requests_running") == 0
-    generated = vllm.metric("vllm:generation_tokens_total") - before
-    assert 0 < generated < LONG  # aborted at the server, not run to the end
+    _assert_aborted(vllm, before)
 
 
 @pytest.mark.conformance
