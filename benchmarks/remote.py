@@ -17,8 +17,8 @@ preparation) <= 5 ms.
 Usage:
   python benchmarks/remote.py --start vllm            # builds the tiny LLaVA, starts vLLM and Pollux
   python benchmarks/remote.py --engine-url http://gpu-box:8000/v1 [--model NAME]
-      [--rounds 3] [--clients 1,4,16] [--requests 8] [--tokens 32] [--image 640x480] [--distinct-images]
-      [--work DIR]
+      [--engine-pgid PGID] [--rounds 3] [--clients 1,4,16] [--requests 8] [--tokens 32] [--image 640x480]
+      [--distinct-images] [--work DIR]
 """
 
 from __future__ import annotations
@@ -191,6 +191,8 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=32)
     ap.add_argument("--image", default="640x480")
     ap.add_argument("--distinct-images", action="store_true", help="a different image every request")
+    ap.add_argument("--engine-pgid", type=int, help="with --engine-url: the local engine's process group, to "
+                    "measure its CPU per request")
     ap.add_argument("--work", type=Path)
     args = ap.parse_args()
     if not (args.start or args.engine_url):
@@ -208,7 +210,7 @@ def main() -> None:
     clients = [int(x) for x in args.clients.split(",")]
     needed = 8 + 2 * args.rounds * sum(clients) * args.requests
     jpegs = jpeg_variants(photo, needed if args.distinct_images else 20)
-    pgid = engine.proc.pid if engine is not None else None  # started in its own session: pid == pgid
+    pgid = engine.proc.pid if engine is not None else args.engine_pgid  # started in its own session: pid == pgid
     try:
         prep = media_prep_ms(jpegs, repeat=not args.distinct_images)
         print(f"engine {url} model {model}; image {args.image} JPEG {len(photo) // 1024} KiB, "

@@ -1,7 +1,8 @@
 """OpenAI-compatible inference servers as an engine: vLLM, SGLang, Ollama, llama.cpp, LM Studio,
 `transformers serve`. Catalog: `engine = "openai"`, `source` = the server's OpenAI base URL (or a list of
 replica URLs), optional `family` (prompt and box conventions), `options = { model, dialect, api_key_env,
-max_images, max_in_flight, connect_timeout, read_timeout, retries, audio, tools, extra_body }`. The
+max_images, max_in_flight, connect_timeout, read_timeout, retries, audio, tools, extra_body,
+stream_interval_ms }`. The
 dialect (engines/openai_dialects.py) is learnt from the server's /v1/models when the entry names none.
 
 Requests stream on the event loop (`astream`): Pollux never serialises them (the server batches); at most
@@ -93,6 +94,7 @@ class RemoteEngine(Engine):
         self.retries = int(opts.get("retries", 2))
         self.timeout = httpx.Timeout(float(opts.get("read_timeout", 600)), connect=float(opts.get("connect_timeout", 5)))
         self.extra_body = dict(opts.get("extra_body") or {})
+        self.stream_interval = float(opts.get("stream_interval_ms", 20)) / 1000
         max_images = opts.get("max_images")
         self.capabilities = Capabilities(
             mime_types=frozenset({"image/*", "video/*", "audio/*"}), video=True, audio=bool(opts.get("audio", False)),
@@ -384,10 +386,20 @@ class RemoteEngine(Engine):
                 if resp.status_code >= 400:
                     raise self._refusal(replica, resp.status_code, await resp.aread(), body)
                 self._mark(replica, True)
+                # Tokens arriving within `stream_interval` of the last chunk sent wait for the next one: a GPU
+                # engine's 50-100 tokens/s per stream would otherwise cost a Gemini chunk (JSON, SSE frame,
+                # write) each. The first token goes at once; a held one waits at most for the next arrival.
+                pending: list[Delta] = []
+                sent = 0.0
                 async with aclosing(_event_batches(resp)) as batches:
                     async for events in batches:
-                        for delta in mapping.merged([d for event in events for d in state.feed(event)]):
-                            yield delta
+                        pending = mapping.merged(pending + [d for event in events for d in state.feed(event)])
+                        if pending and time.monotonic() - sent >= self.stream_interval:
+                            for delta in pending:
+                                yield delta
+                            pending, sent = [], time.monotonic()
+                for delta in pending:
+                    yield delta
                 if not state.complete():  # the connection ended cleanly mid-answer: the server died
                     raise httpx.RemoteProtocolError("the stream ended before every answer finished")
             finally:
