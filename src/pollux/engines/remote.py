@@ -2,8 +2,8 @@
 `transformers serve`. Catalog: `engine = "openai"`, `source` = the server's OpenAI base URL (or a list of
 replica URLs), optional `family` (prompt and box conventions), `options = { model, dialect, api_key_env,
 max_images, max_in_flight, connect_timeout, read_timeout, retries, audio, tools, extra_body,
-stream_interval_ms }`. The
-dialect (engines/openai_dialects.py) is learnt from the server's /v1/models when the entry names none.
+stream_interval_ms }`. The dialect (engines/openai_dialects.py) is learnt from the server's /v1/models
+when the entry names none.
 
 Requests stream on the event loop (`astream`): Pollux never serialises them (the server batches); at most
 `max_in_flight` per entry. Leaving the stream early closes the upstream connection, which cancels the
