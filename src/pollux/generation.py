@@ -14,10 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
+import secrets
+import shutil
 import tempfile
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -111,13 +115,19 @@ class Job:
     usage: Usage
 
 
-def _scratch_dir(base: Path) -> tempfile.TemporaryDirectory:
-    """A folder for this request's inline media: under the data dir, or the system's temp dir when the
-    data dir is not writable (a prompt over stored files needs only reads)."""
+@contextmanager
+def _scratch_dir(base: Path) -> Iterator[Path]:
+    """A folder for this request's inline video/audio and fetched URLs, under the data dir (or the system's
+    temp dir when the data dir is not writable). Named, not made: whatever writes there makes it, and most
+    requests (text, images) write nothing, so they cost no mkdir and rmtree."""
+    if not os.access(base, os.W_OK):
+        base = Path(tempfile.gettempdir())
+    path = base / f"pollux-scratch-{secrets.token_hex(8)}"
     try:
-        return tempfile.TemporaryDirectory(dir=base)
-    except OSError:
-        return tempfile.TemporaryDirectory(prefix="pollux-scratch-")
+        yield path
+    finally:
+        if path.exists():
+            shutil.rmtree(path, ignore_errors=True)
 
 
 class GenerationService:

@@ -127,7 +127,7 @@ def test_tool_call_stream_and_malformed_answers():
     with pytest.raises(m.MalformedAnswer):
         m.StreamState().feed({"choices": [{"index": 3, "delta": {"content": "x"}}]})
     with pytest.raises(m.MalformedAnswer):
-        list(m.sse_events(["data: {not json"]))
+        m.SSEReader().feed(b"data: {not json\n")
     bad = m.StreamState()
     bad.feed({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"name": "f",
                                                                                        "arguments": "{"}}]}}]})
@@ -191,3 +191,32 @@ options = { model = "Qwen/Qwen2.5-VL-7B-Instruct", api_key_env = "VLLM_API_KEY",
     remote = with_engine_url(Catalog(), settings).resolve("gemini-2.0-flash").entry
     assert (remote.id, remote.engine, remote.options["model"]) == ("my-model", "openai", "org/my-model")
     assert settings.default_model == "my-model"
+
+
+def test_sse_reader_joins_lines_split_across_reads():
+    reader = m.SSEReader()
+    assert reader.feed(b'data: {"a": ') == []
+    assert reader.feed(b'1}\n\n: keep-alive\ndata: {"b": 2}\r\n\ndata: [DO') == [{"a": 1}, {"b": 2}]
+    assert reader.feed(b"NE]\n\n") == [] and reader.done
+
+
+def test_deltas_of_one_read_are_merged_per_candidate():
+    from pollux.engines.base import Delta, TokenLogprob
+
+    a, b = TokenLogprob("a", -0.1), TokenLogprob("b", -0.2)
+    out = m.merged([Delta("a", 0, output_tokens=1, logprobs=[a]), Delta("x", 1, output_tokens=1),
+                    Delta("b", 0, output_tokens=2, logprobs=[b])])
+    assert [(d.text, d.candidate, d.output_tokens) for d in out] == [("ab", 0, 2), ("x", 1, 1)]
+    assert out[0].logprobs == [a, b] and out[1].logprobs is None
+
+
+def test_logprobs_of_a_chunk():
+    raw = {"content": [{"token": "hi", "logprob": -0.5, "top_logprobs": [{"token": "hi", "logprob": -0.5},
+                                                                          {"token": "yo", "logprob": None}]}]}
+    (t,) = m.token_logprobs(raw)
+    assert (t.token, t.logprob, t.top) == ("hi", -0.5, [("hi", -0.5), ("yo", -9999.0)])
+    with pytest.raises(m.MalformedAnswer):
+        m.token_logprobs({"content": [{"logprob": -1}]})
+    state = m.StreamState()
+    (d,) = state.feed({"choices": [{"index": 0, "delta": {"content": "hi"}, "logprobs": raw}]})
+    assert d.logprobs == [t]

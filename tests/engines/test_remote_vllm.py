@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import socket
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -215,6 +216,20 @@ def test_concurrent_streams_overlap_at_the_server(pollux):
     assert together >= 4, runs
 
 
+def _until(check, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not check() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return check()
+
+
+def _assert_aborted(vllm, tokens_before: float) -> None:
+    """The server runs nothing any more, having generated fewer tokens than asked for: it aborted."""
+    assert _until(lambda: vllm.metric("vllm:num_requests_running") == 0, 15)
+    generated = vllm.metric("vllm:generation_tokens_total") - tokens_before
+    assert 0 < generated < LONG
+
+
 def test_client_disconnect_cancels_upstream(pollux, vllm):
     """Hanging up after the first chunk aborts the server's request: far fewer tokens than asked for."""
     before = vllm.metric("vllm:generation_tokens_total")
@@ -223,13 +238,49 @@ def test_client_disconnect_cancels_upstream(pollux, vllm):
         for line in r.iter_lines():
             if line.startswith("data: "):
                 break  # one chunk, then hang up
-    for _ in range(300):
-        if vllm.metric("vllm:num_requests_running") == 0:
-            break
-        time.sleep(0.05)
-    assert vllm.metric("vllm:num_requests_running") == 0
-    generated = vllm.metric("vllm:generation_tokens_total") - before
-    assert 0 < generated < LONG  # aborted at the server, not run to the end
+    _assert_aborted(vllm, before)
+
+
+def test_logprobs_chosen_and_top_candidates(pollux):
+    """responseLogprobs + logprobs → vLLM's logprobs/top_logprobs → Gemini's logprobsResult and avgLogprobs,
+    in the shape the google-genai SDK reads."""
+    from google.genai import types
+
+    config = {"maxOutputTokens": 6, "responseLogprobs": True, "logprobs": 3, "temperature": 0}
+    r = _post(pollux, "llava-long", image_request(**config))
+    assert r.status_code == 200, r.text
+    cand = types.GenerateContentResponse.model_validate(r.json()).candidates[0]
+    chosen, top = cand.logprobs_result.chosen_candidates, cand.logprobs_result.top_candidates
+    assert len(chosen) == len(top) == 6  # one per generated token
+    for token, alternatives in zip(chosen, top):
+        assert isinstance(token.token, str) and token.log_probability <= 0
+        assert len(alternatives.candidates) == 3
+        assert all(a.log_probability <= 0 for a in alternatives.candidates)
+    assert cand.avg_logprobs == pytest.approx(sum(t.log_probability for t in chosen) / 6)
+    assert cand.logprobs_result.log_probability_sum == pytest.approx(sum(t.log_probability for t in chosen))
+    # Streamed: each chunk carries its own tokens; the last adds the average. Temperature 0: the same tokens.
+    with httpx.stream("POST", f"{pollux.url}/v1beta/models/llava-long:streamGenerateContent?alt=sse",
+                      json=image_request(**config), headers=H, timeout=120) as s:
+        events = [json.loads(line[6:]) for line in s.iter_lines() if line.startswith("data: ")]
+    streamed = [c for e in events for c in e["candidates"][0].get("logprobsResult", {}).get("chosenCandidates", [])]
+    assert [c["token"] for c in streamed] == [t.token for t in chosen]
+    assert events[-1]["candidates"][0]["avgLogprobs"] == pytest.approx(cand.avg_logprobs)
+    # Without responseLogprobs nothing is asked for or answered.
+    plain = _post(pollux, "llava-long", image_request(maxOutputTokens=4)).json()["candidates"][0]
+    assert "logprobsResult" not in plain and "avgLogprobs" not in plain
+
+
+def test_client_disconnect_cancels_a_plain_request_upstream(pollux, vllm):
+    """A non-streamed generateContent whose client hangs up mid-generation is aborted at the server."""
+    before = vllm.metric("vllm:generation_tokens_total")
+    body = json.dumps(image_request(maxOutputTokens=LONG)).encode()
+    sock = socket.create_connection(("127.0.0.1", pollux.port))
+    sock.sendall(b"POST /v1beta/models/llava-long:generateContent HTTP/1.1\r\nHost: pollux\r\n"
+                 b"Content-Type: application/json\r\nx-goog-api-key: " + H["x-goog-api-key"].encode() +
+                 b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    assert _until(lambda: vllm.metric("vllm:num_requests_running") >= 1, 30)  # vLLM is generating it
+    sock.close()  # hang up without reading an answer
+    _assert_aborted(vllm, before)
 
 
 @pytest.mark.conformance

@@ -12,7 +12,9 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from pollux.api import json_reader, tools
 from pollux.api.context import ctx
+from pollux.api.disconnect import unless_disconnected
 from pollux.api.errors import error_body
+from pollux.api.logprobs import logprobs_json, stream_logprobs
 from pollux.api.schema import (CountTokensRequest, GenerateContentRequest, GenerationConfig, openapi_to_json_schema,
                                parse)
 from pollux.engines.base import GenerationParams
@@ -163,11 +165,13 @@ class _Candidates:
         self.finish: list[str | None] = [None] * count
         self.tokens = [0] * count
         self.calls: list[list] = [[] for _ in range(count)]
+        self.logprobs: list[list] = [[] for _ in range(count)]
         self.reused = 0  # native prompt positions the engine's KV prefix served
 
     def add(self, delta) -> None:
         self.text[delta.candidate] += delta.text
         self.calls[delta.candidate] += delta.function_calls or []
+        self.logprobs[delta.candidate] += delta.logprobs or []
         if delta.finish_reason:
             self.finish[delta.candidate] = delta.finish_reason
         if delta.output_tokens is not None:
@@ -176,21 +180,28 @@ class _Candidates:
             self.reused = delta.reused_tokens
 
 
-def _candidate(index: int, text: str, finish: str | None, calls: list | None = None) -> dict:
+def _candidate(index: int, text: str, finish: str | None, calls: list | None = None,
+               logprobs: dict | None = None) -> dict:
     parts = ([{"text": text}] if text or not calls else []) + tools.call_parts(calls)
     out: dict = {"content": {"role": "model", "parts": parts}, "index": index}
     if finish:
         out["finishReason"] = finish
-    return out
+    return {**out, **(logprobs or {})}
 
 
 async def generate_content(request: Request) -> JSONResponse:
     job = await _job(request, "generateContent")
     cands = _Candidates(job.params.candidate_count)
-    async for delta in ctx(request).generation.stream(job):
-        cands.add(delta)
+
+    async def collect() -> None:
+        async for delta in ctx(request).generation.stream(job):
+            cands.add(delta)
+
+    await unless_disconnected(request, collect())  # a client hanging up cancels generation (and upstream)
     body = {
-        "candidates": [_candidate(i, t, cands.finish[i] or "STOP", cands.calls[i]) for i, t in enumerate(cands.text)],
+        "candidates": [_candidate(i, t, cands.finish[i] or "STOP", cands.calls[i],
+                                  logprobs_json(cands.logprobs[i], job.params.logprobs))
+                       for i, t in enumerate(cands.text)],
         "usageMetadata": usage_json(job, sum(cands.tokens), cands.reused),
         "modelVersion": job.model.requested,
         "responseId": secrets.token_urlsafe(12),
@@ -213,7 +224,8 @@ async def stream_generate_content(request: Request) -> Response:
                 if not delta.text and not delta.finish_reason:
                     continue
                 yield {"candidates": [_candidate(delta.candidate, delta.text, delta.finish_reason,
-                                                 delta.function_calls)],
+                                                 delta.function_calls,
+                                                 stream_logprobs(delta, cands.logprobs, job.params.logprobs))],
                        "usageMetadata": usage_json(job, sum(cands.tokens) if done else None, cands.reused),
                        "modelVersion": job.model.requested, "responseId": response_id,
                        **(thinning_json(job) if done else {})}

@@ -66,6 +66,15 @@ class GenerationParams:
 
 
 @dataclass
+class TokenLogprob:
+    """One generated token's log probability, and the most likely alternatives at its position."""
+
+    token: str
+    logprob: float
+    top: list[tuple[str, float]] = field(default_factory=list)
+
+
+@dataclass
 class Delta:
     """New text for one candidate; the last delta of a candidate carries `finish_reason`."""
 
@@ -75,6 +84,7 @@ class Delta:
     output_tokens: int | None = None  # native tokens generated so far for this candidate
     function_calls: list[FunctionCall] | None = None  # on the last delta of a candidate that called tools
     reused_tokens: int | None = None  # on a candidate's first delta: prompt positions a KV prefix served
+    logprobs: list[TokenLogprob] | None = None  # the tokens of this delta (responseLogprobs)
 
 
 class Engine(ABC):

@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pollux.engines import resolution
-from pollux.engines.base import Delta, GenerationParams
+from pollux.engines.base import Delta, GenerationParams, TokenLogprob
+from pollux.engines.openai_dialects import DIALECTS, Dialect
+from pollux.errors import InvalidArgument
 from pollux.lru import BytesLRU
 from pollux.prompt_types import Audio, FunctionCall, FunctionResponse, Image, Prompt, Text
 
@@ -46,6 +48,9 @@ class DataURLCache:
     def size(self) -> int:
         return self._urls.size
 
+    def cached(self, image: Image) -> bool:
+        return image.cache_key is not None and self._urls.get(image.cache_key) is not None
+
     def __call__(self, image: Image) -> str:
         key = image.cache_key
         if key is None:
@@ -56,10 +61,24 @@ class DataURLCache:
         return url
 
 
+def sent_size(image: Image) -> tuple[int, int]:
+    """The size a server is sent: the prepared image at its mediaResolution level, never larger than the
+    original. (The seed's rule enlarges small images for the local models; a server resizes for its own
+    model, and an enlarged copy only costs bytes on the wire and decoding at the server.)"""
+    w, h = resolution.generic_size(image.image.size, image.resolution, image.timestamp is not None)
+    ow, oh = image.original_size
+    return (ow, oh) if w > ow and h > oh else (w, h)
+
+
 def _encode(image: Image) -> str:
-    """The prepared image, downscaled to its mediaResolution level (engines/resolution.py), as a data URL."""
-    frame = image.timestamp is not None
-    return data_url(resolution.generic_image(image.image, image.resolution, frame), frame)
+    """The prepared image at `sent_size`, as a data URL."""
+    size = sent_size(image)
+    pixels = image.image
+    if size != pixels.size:
+        from PIL import Image as PILImage
+
+        pixels = pixels.resize(size, PILImage.Resampling.BICUBIC)
+    return data_url(pixels, image.timestamp is not None)
 
 
 def _image_part(image: Image, image_url) -> dict:
@@ -154,8 +173,9 @@ def tools_json(params: GenerationParams) -> dict:
     return out
 
 
-def response_format(params: GenerationParams) -> dict:
-    """responseSchema → `response_format` json_schema (vLLM/SGLang guided decoding, Ollama `format`)."""
+def response_format(params: GenerationParams, dialect: Dialect = DIALECTS["openai"]) -> dict:
+    """responseSchema → the dialect's constraint: `response_format` json_schema (vLLM/SGLang guided decoding;
+    Ollama turns it into its `format`), or llama.cpp's top-level `json_schema`."""
     schema = params.response_schema
     if params.response_mime_type == "text/x.enum":
         if not schema:
@@ -165,16 +185,23 @@ def response_format(params: GenerationParams) -> dict:
     elif params.response_mime_type != "application/json":
         return {}
     if not schema:
-        return {"response_format": {"type": "json_object"}}
+        if dialect.json_object:
+            return {"response_format": {"type": "json_object"}}
+        schema = {"type": "object"}  # LM Studio takes json_schema only: JSON mode is an open object
+    if dialect.schema == "json_schema":
+        return {"json_schema": schema}
     return {"response_format": {"type": "json_schema", "json_schema": {"name": "response", "schema": schema,
                                                                         "strict": True}}}
 
 
 def request_body(prompt: Prompt, params: GenerationParams, model: str, *, audio: bool = False,
-                 extra: dict | None = None, image_url=_encode) -> dict:
+                 extra: dict | None = None, image_url=_encode, dialect: Dialect = DIALECTS["openai"]) -> dict:
     """The whole chat-completions request, streamed (usage from `stream_options`) unless it declares tools:
     servers' streamed tool-call parsing is the fragile part (vLLM 0.32 garbles "required" calls), so a
-    tool-using request is answered whole."""
+    tool-using request is answered whole. Fields the dialect does not read are not sent."""
+    if params.candidate_count > 1 and not dialect.n:
+        raise InvalidArgument(f"generationConfig.candidateCount: this model's engine ({dialect.name}) answers one "
+                              "candidate per request; use candidateCount 1.")
     body: dict[str, Any] = {"model": model, "messages": messages(prompt, audio=audio, image_url=image_url),
                             "stream": True,
                             "stream_options": {"include_usage": True}}
@@ -194,8 +221,10 @@ def request_body(prompt: Prompt, params: GenerationParams, model: str, *, audio:
         body["logprobs"] = True
         if params.logprobs:
             body["top_logprobs"] = params.logprobs
-    body.update(response_format(params))
+    body.update(response_format(params, dialect))
     body.update(tools_json(params))
+    for key in dialect.unsupported:
+        body.pop(key, None)
     body.update(extra or {})
     return body
 
@@ -249,6 +278,7 @@ class _Choice:
     finish: str | None = None
     held: str = ""  # text withheld until the end (enum answers, box answers)
     calls: dict[int, dict] = field(default_factory=dict)  # tool-call index → {id, name, arguments}
+    logprobs: list[TokenLogprob] = field(default_factory=list)  # not yet handed out with a delta
 
 
 @dataclass
@@ -287,13 +317,16 @@ class StreamState:
                 slot["name"] += fn.get("name") or ""
                 args = fn.get("arguments")
                 slot["arguments"] += args if isinstance(args, str) else (json.dumps(args) if args else "")
+            state.logprobs += token_logprobs(choice.get("logprobs"))
             if text:
                 self.started = True
                 state.chunks += 1
                 if self.hold_text:
                     state.held += text
                 else:
-                    out.append(Delta(text=text, candidate=index, output_tokens=state.chunks))
+                    out.append(Delta(text=text, candidate=index, output_tokens=state.chunks,
+                                     logprobs=state.logprobs or None))
+                    state.logprobs = []
             if delta.get("tool_calls"):
                 self.started = True
             if choice.get("finish_reason"):
@@ -315,8 +348,25 @@ class StreamState:
             state = self.choices.get(i, _Choice())
             calls = [_function_call(c) for _, c in sorted(state.calls.items())]
             out.append(Delta(text=state.held, candidate=i, finish_reason=state.finish or "STOP",
-                             output_tokens=counts[i], function_calls=calls or None))
+                             output_tokens=counts[i], function_calls=calls or None, logprobs=state.logprobs or None))
         return out
+
+
+def token_logprobs(raw: Any) -> list[TokenLogprob]:
+    """A choice's OpenAI `logprobs` ({"content": [{token, logprob, top_logprobs: [...]}]}) → token logprobs."""
+    if not raw:
+        return []
+    try:
+        return [TokenLogprob(str(t["token"]), _logprob(t["logprob"]),
+                             [(str(a["token"]), _logprob(a["logprob"])) for a in t.get("top_logprobs") or []])
+                for t in raw.get("content") or []]
+    except (AttributeError, KeyError, TypeError, ValueError) as e:
+        raise MalformedAnswer(f"logprobs are not OpenAI's shape ({e!r}): {str(raw)[:200]}") from None
+
+
+def _logprob(value: Any) -> float:
+    """Servers send -inf as a very negative number or null (a token the sampler never picks)."""
+    return -9999.0 if value is None else max(float(value), -9999.0)
 
 
 def _function_call(call: dict) -> FunctionCall:
@@ -330,18 +380,48 @@ def _function_call(call: dict) -> FunctionCall:
     return FunctionCall(name=call["name"], args=args, id=call["id"])
 
 
-def sse_events(lines) -> Any:
-    """`data:` payloads of an SSE stream, decoded; stops at `[DONE]`."""
-    for line in lines:
-        if not line or line.startswith(":") or not line.startswith("data:"):
+class SSEReader:
+    """An SSE stream's `data:` payloads, decoded, from the bytes as they arrive (`feed` returns the events
+    each network read completed, so what arrived together is handled together); `done` after `[DONE]`."""
+
+    def __init__(self) -> None:
+        self._rest = b""
+        self.done = False
+
+    def feed(self, data: bytes) -> list[Any]:
+        lines = (self._rest + data).split(b"\n")
+        self._rest = lines.pop()
+        out = []
+        for line in lines:
+            if self.done or not line.startswith(b"data:"):
+                continue  # comments, event names, blank separators; anything after [DONE]
+            payload = line[5:].strip()
+            if payload == b"[DONE]":
+                self.done = True
+                continue
+            try:
+                out.append(json.loads(payload))
+            except ValueError:
+                raise MalformedAnswer(f"a stream event is not JSON: {payload[:200]!r}") from None
+        return out
+
+
+def merged(deltas: list[Delta]) -> list[Delta]:
+    """Text deltas of one network read, one per candidate: re-framing each token as its own Gemini chunk
+    costs Pollux CPU per token (taken from the engine on a shared machine) for nothing a client can see."""
+    if len(deltas) < 2:
+        return deltas
+    out: dict[int, Delta] = {}
+    for d in deltas:
+        if (m := out.get(d.candidate)) is None:
+            out[d.candidate] = Delta(text=d.text, candidate=d.candidate, output_tokens=d.output_tokens,
+                                     logprobs=list(d.logprobs) if d.logprobs else None)
             continue
-        payload = line[5:].strip()
-        if payload == "[DONE]":
-            return
-        try:
-            yield json.loads(payload)
-        except ValueError:
-            raise MalformedAnswer(f"a stream event is not JSON: {payload[:200]}") from None
+        m.text += d.text
+        m.output_tokens = d.output_tokens
+        if d.logprobs:
+            m.logprobs = (m.logprobs or []) + d.logprobs
+    return list(out.values())
 
 
 def enum_answer(text: str) -> str:

@@ -68,6 +68,8 @@ class RemoteOptions(BaseModel):
     patch_factor: int = 28  # the server's Qwen2.5-VL resize rule (box conversion)
     min_pixels: int = 56 * 56
     max_pixels: int = 12845056
+    dialect: str | None = None  # vllm | sglang | ollama | llamacpp | lmstudio | openai (default: learnt from the server)
+    stream_interval_ms: float = 20  # tokens arriving this close to the last chunk sent go with the next one
 
 
 class EmulatorOptions(BaseModel):

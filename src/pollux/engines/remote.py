@@ -1,7 +1,9 @@
 """OpenAI-compatible inference servers as an engine: vLLM, SGLang, Ollama, llama.cpp, LM Studio,
 `transformers serve`. Catalog: `engine = "openai"`, `source` = the server's OpenAI base URL (or a list of
-replica URLs), optional `family` (prompt and box conventions), `options = { model, api_key_env,
-max_images, max_in_flight, connect_timeout, read_timeout, retries, audio, tools, extra_body }`.
+replica URLs), optional `family` (prompt and box conventions), `options = { model, dialect, api_key_env,
+max_images, max_in_flight, connect_timeout, read_timeout, retries, audio, tools, extra_body,
+stream_interval_ms }`. The dialect (engines/openai_dialects.py) is learnt from the server's /v1/models
+when the entry names none.
 
 Requests stream on the event loop (`astream`): Pollux never serialises them (the server batches); at most
 `max_in_flight` per entry. Leaving the stream early closes the upstream connection, which cancels the
@@ -27,6 +29,7 @@ import anyio
 import httpx
 
 from pollux.engines import boxes, grounding
+from pollux.engines import openai_dialects as dialects
 from pollux.engines import openai_mapping as mapping
 from pollux.engines.options import RemoteOptions
 from pollux.engines.base import Capabilities, Delta, Engine, GenerationParams
@@ -90,6 +93,8 @@ class RemoteEngine(Engine):
         self.retries = opts.retries
         self.timeout = httpx.Timeout(opts.read_timeout, connect=opts.connect_timeout)
         self.extra_body = dict(opts.extra_body)
+        self.dialect: dialects.Dialect | None = dialects.named(opts.dialect) if opts.dialect else None
+        self.stream_interval = opts.stream_interval_ms / 1000
         self.capabilities = Capabilities(
             mime_types=frozenset({"image/*", "video/*", "audio/*"}), video=True, audio=opts.audio,
             boxes=entry.family in NATIVE_BOX_FAMILIES, json_schema=True, streaming=True,
@@ -97,6 +102,7 @@ class RemoteEngine(Engine):
         self.native_count_source = "estimate"
         self._guard = threading.Lock()  # replica state and the in-flight count
         self._load_lock = threading.Lock()
+        self._learn_at = 0.0  # when to ask /v1/models again for what the entry does not say
         self._in_flight = 0
         self._sync = httpx.Client(timeout=httpx.Timeout(30.0, connect=self.timeout.connect), headers=self._headers())
         self._clients: dict[int, httpx.AsyncClient] = {}  # per event loop (a client belongs to one loop)
@@ -114,35 +120,48 @@ class RemoteEngine(Engine):
         return f"the {self.entry.id} engine at {where}"
 
     def load(self) -> None:
-        """Cheap: learns the served model's name once (the first of /v1/models when the entry names none)."""
-        if self.model:
+        """Cheap: learns once from /v1/models what the entry does not name: the served model (the first)
+        and the server's dialect. A server that does not answer fails the request only when the model
+        itself is unknown (otherwise it is asked again a little later)."""
+        if self.model and self.dialect:
             return
         with self._load_lock:
-            if self.model:
+            if (self.model and self.dialect) or (self.model and time.monotonic() < self._learn_at):
                 return
             errors = []
             for replica in self.replicas:
                 try:
                     r = self._sync.get(replica.url + "/models", timeout=self.timeout.connect or 5)
                     r.raise_for_status()
-                    ids = [m["id"] for m in r.json().get("data", [])]
-                except (httpx.HTTPError, ValueError, KeyError, TypeError) as e:
+                    served = [m for m in r.json().get("data", []) if m.get("id")]
+                except (httpx.HTTPError, ValueError, KeyError, TypeError, AttributeError) as e:
                     self._mark(replica, False, f"GET /models: {e}")
                     errors.append(str(e))
                     continue
                 self._mark(replica, True)
-                if ids:
-                    self.model = ids[0]
+                if served:
+                    model = self.model or served[0]["id"]
+                    mine = next((m for m in served if m["id"] == model), served[0])
+                    self.dialect = self.dialect or dialects.recognise(mine.get("owned_by"), r.headers.get("server"))
+                    self.model = model
                     return
                 errors.append("it serves no model")
+            self._learn_at = time.monotonic() + UNHEALTHY_SECONDS
+            if self.model:
+                return
             raise Unavailable(f"The model {self.entry.id} is unavailable: {self.describe()} does not answer "
                               f"({'; '.join(errors)}).")
+
+    @property
+    def speaks(self) -> dialects.Dialect:
+        return self.dialect or dialects.DIALECTS["openai"]
 
     def unload(self) -> None:
         """Nothing to free: the weights live on the server."""
 
     def info(self) -> dict[str, Any]:
         return {"remote": {"model": self.model, "family": self.entry.family or None,
+                           "dialect": self.dialect.name if self.dialect else None,
                            "contextTokens": self.entry.input_token_limit,
                            "inFlight": self._in_flight, "maxInFlight": self.max_in_flight,
                            "nativeTokenCount": self.native_count_source,
@@ -202,17 +221,29 @@ class RemoteEngine(Engine):
         return total
 
     def _tokenize(self, replica: Replica, messages: list[dict]) -> int | None:
-        key = json.dumps(messages)
+        """The server's token count of chat messages in its dialect's tokenizer endpoint (None: it has none)."""
+        style = self.speaks.tokenize
+        key = f"{style}:{json.dumps(messages)}"
         if key in self._text_counts:
             return self._text_counts[key]
-        r = self._sync.post(replica.root + "/tokenize", json={"model": self.model, "messages": messages,
-                                                               "add_generation_prompt": True})
-        if r.status_code in (404, 405, 501):
-            replica.tokenize = False  # not vLLM: the local estimate from now on
+        if style == "messages":  # vLLM: the chat template applied, images included
+            r = self._sync.post(replica.root + "/tokenize", json={"model": self.model, "messages": messages,
+                                                                   "add_generation_prompt": True})
+            count = None if _absent(r) else int(r.raise_for_status().json()["count"])
+        elif style == "prompt":  # SGLang: text only
+            r = self._sync.post(replica.root + "/tokenize", json={"model": self.model, "prompt": _text_of(messages)})
+            answer = None if _absent(r) else r.raise_for_status().json()
+            count = None if answer is None else int(answer.get("count", len(answer["tokens"])))
+        else:  # llama.cpp: its own template rendered (/apply-template), then /tokenize of that text
+            t = self._sync.post(replica.root + "/apply-template", json={"messages": messages})
+            text = _text_of(messages) if _absent(t) else str(t.raise_for_status().json()["prompt"])
+            r = self._sync.post(replica.root + "/tokenize", json={"content": text})
+            count = None if _absent(r) else len(r.raise_for_status().json()["tokens"])
+        if count is None:
+            replica.tokenize = False  # no tokenizer endpoint there: the local estimate from now on
             return None
-        r.raise_for_status()
         replica.tokenize = True
-        count = self._text_counts[key] = int(r.json()["count"])
+        self._text_counts[key] = count
         if len(self._text_counts) > 1024:  # a small memo: repeated prompts cost no round trip
             self._text_counts.pop(next(iter(self._text_counts)))
         return count
@@ -220,7 +251,7 @@ class RemoteEngine(Engine):
     def _server_count(self, prompt: Prompt) -> int | None:
         now = time.monotonic()
         replica = next((r for r in self.replicas if r.tokenize is not False and r.retry_at <= now), None)
-        if replica is None or not self.model:
+        if replica is None or not self.model or self.speaks.tokenize is None:
             return None
         try:
             text_only = Prompt([type(t)(t.role, [s for s in t.segments if not isinstance(s, Image)])
@@ -228,27 +259,31 @@ class RemoteEngine(Engine):
             count = self._tokenize(replica, mapping.messages(text_only, audio=False))
             if count is None:
                 return None
-            for image in prompt.images():
-                count += self._image_cost(replica, image)
+            images = prompt.images()
+            if self.speaks.tokenize == "messages":  # each image size measured once at the server
+                count += sum(self._image_cost(replica, image) for image in images)
+                source = "server"
+            else:  # a text-only tokenizer: images estimated
+                count += self.options.image_tokens * len(images)
+                source = "server-text" if images else "server"
         except (httpx.TransportError, httpx.HTTPStatusError) as e:  # the server is down or failing
             self._mark(replica, False, f"/tokenize: {e}")
             log.warning("%s: /tokenize failed (%s); counting tokens locally", self.describe(replica), e)
             return None
-        except (ValueError, KeyError, TypeError) as e:  # something else answers /tokenize: not vLLM's
+        except (ValueError, KeyError, TypeError, AttributeError) as e:  # something else answers: not a tokenizer
             replica.tokenize = False
             log.warning("%s: /tokenize answered unexpectedly (%s); counting tokens locally", self.describe(replica), e)
             return None
-        self.native_count_source = "server"
+        self.native_count_source = source
         return count
 
     def _image_cost(self, replica: Replica, image: Image) -> int:
         """Tokens one image of this size adds (measured once per size: the server's count with and without it)."""
         frame = image.timestamp is not None
-        key = (image.image.size, frame)
+        key = (mapping.sent_size(image), frame)
         if key not in self._image_costs:
             bare = [{"role": "user", "content": [{"type": "text", "text": "x"}]}]
-            url = mapping.data_url(image.image, frame)
-            with_image = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}},
+            with_image = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": self._data_urls(image)}},
                                                        {"type": "text", "text": "x"}]}]
             self._image_costs[key] = (self._tokenize(replica, with_image) or 0) - (self._tokenize(replica, bare) or 0)
         return self._image_costs[key]
@@ -285,11 +320,12 @@ class RemoteEngine(Engine):
         """Deltas as the server streams them; closing this iterator closes the upstream request."""
         if not self.model:
             await asyncio.to_thread(self.load)
-        # Encoding images is CPU work: off the event loop, once for every attempt.
-        body = await asyncio.to_thread(mapping.request_body, prompt, params, self.model or "",  # set by load
-                                       audio=self.capabilities.audio, extra=self.extra_body,
-                                       image_url=self._data_urls)
-        payload = await asyncio.to_thread(lambda: json.dumps(body).encode())
+        # Encoding images is CPU work: off the event loop, in one hop, unless every one is encoded already
+        # (a thread hop costs more than building the request); once for every attempt.
+        if all(self._data_urls.cached(image) for image in prompt.images()):
+            body, payload = self._request(prompt, params)
+        else:
+            body, payload = await asyncio.to_thread(self._request, prompt, params)
         hold = params.response_mime_type == "text/x.enum" or self._wants_boxes(prompt, params)
         state = mapping.StreamState(candidates=max(1, params.candidate_count), hold_text=hold)
         await self._enter()
@@ -325,6 +361,11 @@ class RemoteEngine(Engine):
                 delta.text = self._post_process(delta.text, prompt, params)
             yield delta
 
+    def _request(self, prompt: Prompt, params: GenerationParams) -> tuple[dict, bytes]:
+        body = mapping.request_body(prompt, params, self.model or "", audio=self.capabilities.audio, extra=self.extra_body,
+                                    image_url=self._data_urls, dialect=self.speaks)
+        return body, json.dumps(body).encode()
+
     async def _enter(self) -> None:
         while True:  # a per-entry cap (default generous): the server queues and batches the rest itself
             with self._guard:
@@ -344,10 +385,20 @@ class RemoteEngine(Engine):
                 if resp.status_code >= 400:
                     raise self._refusal(replica, resp.status_code, await resp.aread(), body)
                 self._mark(replica, True)
-                async with aclosing(_events(resp)) as events:
-                    async for event in events:
-                        for delta in state.feed(event):
-                            yield delta
+                # Tokens arriving within `stream_interval` of the last chunk sent wait for the next one: a GPU
+                # engine's 50-100 tokens/s per stream would otherwise cost a Gemini chunk (JSON, SSE frame,
+                # write) each. The first token goes at once; a held one waits at most for the next arrival.
+                pending: list[Delta] = []
+                sent = 0.0
+                async with aclosing(_event_batches(resp)) as batches:
+                    async for events in batches:
+                        pending = mapping.merged(pending + [d for event in events for d in state.feed(event)])
+                        if pending and time.monotonic() - sent >= self.stream_interval:
+                            for delta in pending:
+                                yield delta
+                            pending, sent = [], time.monotonic()
+                for delta in pending:
+                    yield delta
                 if not state.complete():  # the connection ended cleanly mid-answer: the server died
                     raise httpx.RemoteProtocolError("the stream ended before every answer finished")
             finally:
@@ -404,7 +455,7 @@ class RemoteEngine(Engine):
         if params.response_mime_type == "text/x.enum":
             return mapping.enum_answer(text)
         image = prompt.images()[0]
-        found = boxes.native_detections(text, self.entry.family, self._input_size(image.image.size))
+        found = boxes.native_detections(text, self.entry.family, self._input_size(mapping.sent_size(image)))
         if not found:
             return text
         user = prompt.last_user_text()
@@ -432,16 +483,31 @@ def smart_resize(size: tuple[int, int], factor: int = 28, min_pixels: int = 56 *
     return w_bar, h_bar
 
 
-async def _events(resp: httpx.Response) -> AsyncGenerator[dict, None]:
-    """The SSE `data:` payloads of a chat-completions stream (a plain JSON answer is accepted too)."""
+def _absent(r: httpx.Response) -> bool:
+    """The server has no such endpoint."""
+    return r.status_code in (404, 405, 501)
+
+
+def _text_of(messages: list[dict]) -> str:
+    """The text of chat messages, for a tokenizer that takes plain text."""
+    parts = []
+    for m in messages:
+        content = m.get("content")
+        parts += [content] if isinstance(content, str) else [c["text"] for c in content or () if c.get("type") == "text"]
+    return "\n".join(parts)
+
+
+async def _event_batches(resp: httpx.Response) -> AsyncGenerator[list[dict], None]:
+    """The SSE `data:` payloads of a chat-completions stream, a list per network read (a plain JSON answer
+    is accepted too)."""
     if not resp.headers.get("content-type", "").startswith("text/event-stream"):
         raw = await resp.aread()
         try:
-            yield json.loads(raw)
+            yield [json.loads(raw)]
         except ValueError:
             raise mapping.MalformedAnswer(f"the answer is neither SSE nor JSON: {raw[:200]!r}") from None
         return
-    async for line in resp.aiter_lines():  # read to the end (past [DONE]) so the connection is reused
-        for event in mapping.sse_events([line]):
-            yield event
-
+    reader = mapping.SSEReader()
+    async for data in resp.aiter_bytes():  # read to the end (past [DONE]) so the connection is reused
+        if events := reader.feed(data):
+            yield events

@@ -1,7 +1,8 @@
 """`--engine-url` / `POLLUX_ENGINE_URL`: catalog entries made from an OpenAI-compatible server's /v1/models.
 
 One entry per served model (engine "openai", every replica URL as its source, the family guessed from the
-model's name); the Gemini aliases point at the first, or at `--engine-model`. A server that is down at
+model's name, the server's dialect from its `owned_by` and `Server` header); the Gemini aliases point at the
+first, or at `--engine-model`. A server that is down at
 start-up still gets an entry (named after `--engine-model`, or "remote"): its requests answer 503 until it
 is up, then the model is learnt on first use.
 """
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING
 import httpx
 
 from pollux.catalog import TIERS, Catalog, ModelEntry
+from pollux.engines.openai_dialects import recognise
 from pollux.engines.remote import replica_urls
 
 if TYPE_CHECKING:
@@ -44,11 +46,13 @@ def entry_id(model: str, taken: set[str]) -> str:
 
 
 def served(url: str, api_key: str | None = None, timeout: float = 5.0) -> list[dict]:
-    """The server's /v1/models `data` (each has an `id`; vLLM adds `max_model_len`)."""
+    """The server's /v1/models `data` (each has an `id`; vLLM adds `max_model_len`), each with the
+    `dialect` its `owned_by` and the server's `Server` header imply."""
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     r = httpx.get(url.rstrip("/") + "/models", headers=headers, timeout=timeout)
     r.raise_for_status()
-    return [m for m in r.json().get("data", []) if isinstance(m, dict) and m.get("id")]
+    models = [m for m in r.json().get("data", []) if isinstance(m, dict) and m.get("id")]
+    return [{**m, "dialect": recognise(m.get("owned_by"), r.headers.get("server")).name} for m in models]
 
 
 def entries_from_server(settings: "Settings", taken: set[str]) -> list[ModelEntry]:
@@ -71,7 +75,8 @@ def entries_from_server(settings: "Settings", taken: set[str]) -> list[ModelEntr
     out: list[ModelEntry] = []
     for m in models:
         out.append(_entry(entry_id(m["id"], taken | {e.id for e in out}), m["id"], urls,
-                          {**options_base, "model": m["id"]}, family_of(m["id"]), m.get("max_model_len")))
+                          {**options_base, "model": m["id"], "dialect": m["dialect"]}, family_of(m["id"]),
+                          m.get("max_model_len")))
     return out
 
 

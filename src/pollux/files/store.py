@@ -170,6 +170,7 @@ class MetadataStore:
         # SQLite allows one writer: serialise ours instead of retrying. PostgreSQL takes row and advisory locks.
         self._lock = threading.Lock() if self.is_sqlite else contextlib.nullcontext()
         self._locks_engine = create_engine(url, poolclass=NullPool) if self.is_postgres else None
+        self.key_revision = 0  # bumped by every revocation: key caches (api/auth.py) drop what they hold
         try:
             self.revision = migrations.upgrade(self.engine)
         except (DatabaseError, OperationalError) as e:
@@ -456,8 +457,10 @@ class MetadataStore:
 
     def revoke_key(self, prefix: str) -> bool:
         with self.writing() as c:
-            return c.execute(update(api_keys).where(api_keys.c.prefix.startswith(prefix), api_keys.c.revoked.is_(False))
-                             .values(revoked=True)).rowcount > 0
+            revoked = c.execute(update(api_keys).where(api_keys.c.prefix.startswith(prefix),
+                                                       api_keys.c.revoked.is_(False)).values(revoked=True)).rowcount > 0
+        self.key_revision += 1  # after the commit: a lookup racing it is cached under the old revision
+        return revoked
 
 
 def _name_taken(c, project: str, name: str) -> bool:

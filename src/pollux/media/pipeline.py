@@ -124,9 +124,12 @@ def prepare_inline(mime: str, data: bytes, settings: Settings, scratch_dir: Path
     """
     canonical = mime_types.check(mime, data[: mime_types.SNIFF_BYTES])
     kind = _kind(canonical)
-    if kind == "image":
-        return prepare_image(data, canonical, settings)
     digest = hashlib.sha256(data).hexdigest()
+    if kind == "image":  # the same inline bytes again (a client re-sending its image) decode nothing
+        key = ("inline", digest, canonical, settings.max_image_pixels)
+        if (hit := _prepared_images.get(key)) is None:
+            _prepared_images.put(key, hit := prepare_image(data, canonical, settings))
+        return hit
     folder = scratch_dir / f"inline-{digest[:32]}"
     blob, artifact_dir = folder / "source", folder / "prepared"
     with _inline_lock(digest):

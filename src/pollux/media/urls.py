@@ -69,6 +69,7 @@ class UrlFetcher:
     def fetch(self, uri: str, declared_mime: str = "") -> Fetched:
         if uri not in self._cache:
             target = self.scratch / f"fetched-{len(self._cache)}"
+            target.parent.mkdir(parents=True, exist_ok=True)  # the request's scratch folder is made on first use
             self._cache[uri] = self._fetch(uri, declared_mime, target)
         return self._cache[uri]
 
