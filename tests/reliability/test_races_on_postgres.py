@@ -29,8 +29,8 @@ def server(tmp_path_factory, pg_cluster):
         balancer.stop()
         assert min(balancer.served) > 10  # both nodes served a good share of the requests
     finally:
-        for n in nodes:
-            n.stop()
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(Server.stop, nodes))
         if before is None:
             os.environ.pop("POLLUX_DATABASE_URL", None)
         else:
