@@ -204,3 +204,12 @@ def test_an_unreachable_database_is_a_clean_refusal(tmp_path):
     url = f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/none"
     result = CliRunner().invoke(app, ["migrate", "--database-url", url])
     assert result.exit_code == 2 and "cannot be opened" in result.output
+
+
+def test_a_malformed_database_url_is_a_clean_refusal():
+    from typer.testing import CliRunner
+
+    from pollux.cli import app
+
+    result = CliRunner().invoke(app, ["migrate", "--database-url", "no-such-scheme"])
+    assert result.exit_code == 2 and "is not valid" in result.output

@@ -169,5 +169,6 @@ def test_pollux_serve_on_postgres_round_trip(tmp_path, postgres_url):
         assert httpx.delete(f"{two.url}/v1beta/{name}", headers=H).status_code == 200
         assert httpx.get(f"{one.url}/v1beta/{name}", headers=H).status_code == 403
     finally:
-        for srv in servers:
-            srv.stop()
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(Server.stop, servers))
+

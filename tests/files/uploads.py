@@ -55,9 +55,9 @@ def sha_hex(file_json: dict) -> str:
 def blob_bytes(data_dir, file_json: dict) -> bytes:
     """The bytes on disk of a file the API returned (found by its recorded hash, whatever its storage key)."""
     from pollux.files.store import MetadataStore
-    from pollux.settings import Settings
+    from pollux.settings import load_settings
 
-    store = MetadataStore(Settings(data_dir=data_dir).resolved_database_url)
+    store = MetadataStore(load_settings(data_dir=data_dir).resolved_database_url)  # POLLUX_DATABASE_URL too
     try:
         rows = [r for r in store.all_files() if r.sha256 == sha_hex(file_json) and f"files/{r.id}" == file_json["name"]]
     finally:

@@ -33,7 +33,7 @@ from pollux.errors import (AlreadyExists, FileNotActive, InvalidArgument, NotFou
 from pollux.files import recovery, upload_parts
 from pollux.files.blobs import BlobStore, open_blob_store
 from pollux.files.dirlock import DirLock
-from pollux.files.locks import SessionBusy, SessionLocks
+from pollux.files.locks import SessionBusy, SessionLocks, claim
 from pollux.files.processing import Processor
 from pollux.files.records import FileRecord, State, UploadSession
 from pollux.files.storage_errors import out_of_space, storage_errors
@@ -156,8 +156,11 @@ class FileService:
         for s in self.store.stale_sessions(now):
             if s.status == "committing":
                 continue  # settled (by start-up, or above), never swept halfway
-            self.blobs.discard_staging(s.id)
-            self.store.delete_session(s.id)
+            with claim(self.store, s.id) as mine:
+                if not mine:  # another node is writing it this very moment: the next sweep
+                    continue
+                self.blobs.discard_staging(s.id)
+                self.store.delete_session(s.id)
             self._forget_hasher(s.id)
         try:
             self.blobs.sweep()  # multipart uploads nobody can finish (S3)

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (BigInteger, Boolean, Column, Connection, Float, Index, Integer, MetaData, String, Table, Text,
                         and_, create_engine, delete, event, func, insert, or_, select, text, update)
-from sqlalchemy.exc import DatabaseError, DataError, OperationalError
+from sqlalchemy.exc import ArgumentError, DatabaseError, DataError, OperationalError
 from sqlalchemy.pool import NullPool
 
 from pollux.errors import InvalidArgument
@@ -162,7 +162,13 @@ class MetadataStore:
         self.is_postgres = url.startswith("postgresql")
         pooling = {} if self.is_sqlite else {"pool_size": pool_size, "max_overflow": max_overflow,
                                              "pool_pre_ping": True}
-        self.engine = create_engine(url, future=True, **pooling)
+        try:
+            self.engine = create_engine(url, future=True, **pooling)
+        except ArgumentError as e:
+            raise StorageError(f"The database URL {safe_url(url)} is not valid: {e}.") from None
+        except ImportError as e:  # e.g. postgresql+psycopg without psycopg installed
+            raise StorageError(f"The database URL {safe_url(url)} needs a driver that is not installed ({e.name}): "
+                               "pip install 'pollux[postgres]' for PostgreSQL.") from None
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         else:
