@@ -16,3 +16,35 @@ def peak_rss_mb() -> float:
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _vmhwm_mb(pid: int | str) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def _children(pid: int | str) -> list[str]:
+    out: list[str] = []
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            out += (task / "children").read_text().split()
+    except OSError:
+        pass
+    return out
+
+
+def tree_peak_rss_mb() -> float:
+    """The peak RSS of this process plus that of every live descendant (worker pools), summed: an
+    upper bound of the tree's peak, since the processes need not have peaked at the same moment.
+    Call it before the workers exit."""
+    total, todo = peak_rss_mb(), _children("self")
+    while todo:
+        pid = todo.pop()
+        total += _vmhwm_mb(pid)
+        todo += _children(pid)
+    return total
