@@ -38,13 +38,13 @@ def _children(pid: int | str) -> list[str]:
     return out
 
 
-def tree_peak_rss_mb() -> float:
-    """The peak RSS of this process plus that of every live descendant (worker pools), summed: an
-    upper bound of the tree's peak, since the processes need not have peaked at the same moment.
-    Call it before the workers exit."""
-    total, todo = peak_rss_mb(), _children("self")
+def tree_peaks_mb() -> list[float]:
+    """The peak RSS of this process and of every live descendant (worker pools). Their sum bounds
+    the tree's peak from above (the processes need not peak at the same moment). Call it before
+    the workers exit."""
+    peaks, todo = [peak_rss_mb()], _children("self")
     while todo:
         pid = todo.pop()
-        total += _vmhwm_mb(pid)
+        peaks.append(_vmhwm_mb(pid))
         todo += _children(pid)
-    return total
+    return peaks

@@ -5,7 +5,8 @@ Generates (PyAV only, in a temp dir) a 720p30 H.264 video with a speech-like AAC
 Every frame carries its own index as a row of black/white blocks, so the sampled pictures are
 checked against their timestamps by content, not only by pts. Then, in interleaved rounds
 (benchmarks/_rounds.py: A B C, C B A, ...), each configuration in a fresh child process (wall;
-CPU-seconds of the child and its worker processes; peak RSS summed over them):
+CPU-seconds of the child and its worker processes; peak RSS summed over them, rss_mb, and of the
+largest one, rss_max_mb):
 
   baseline   PyAV, frame threads, every frame decoded, only the sampled frames converted
   sampling   pollux.media.video.prepare_video on a video-only copy (frames -> JPEG artifact)
@@ -24,7 +25,6 @@ import json
 import math
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,7 +34,7 @@ from pathlib import Path
 import av
 import numpy as np
 import _rounds as rounds  # benchmarks/ is the script's folder
-from _rss import tree_peak_rss_mb
+from _rss import tree_peaks_mb
 
 WIDTH, HEIGHT, FPS = 1280, 720, 30
 AUDIO_RATE = 48000
@@ -143,7 +143,8 @@ def child(mode: str, src: Path, out: Path) -> None:
 
         video = prepare_video(src, out, settings, lambda: False)
         result = {"duration": video.duration, "frames": [[f.timestamp, str(f.path)] for f in video.frames]}
-    result["rss_mb"] = tree_peak_rss_mb()
+    peaks = tree_peaks_mb()
+    result.update(rss_mb=sum(peaks), rss_max_mb=max(peaks))
     try:
         from pollux.media import workers
 
@@ -183,7 +184,8 @@ def runner(mode: str, src: Path, work: Path, pythonpath: str | None, keep: dict)
         figures = rounds.child([sys.executable, __file__, "--child", "baseline" if mode == "baseline" else "pollux",
                                 str(src), str(out)], env=env)  # fmt: skip
         result = json.loads((out.parent / f"{out.name}.json").read_text())
-        figures.update(rss_mb=result["rss_mb"], x_realtime=result["duration"] / figures["wall"])
+        figures.update(rss_mb=result["rss_mb"], rss_max_mb=result["rss_max_mb"],
+                       x_realtime=result["duration"] / figures["wall"])
         keep.setdefault(mode, result)  # the first round's frames are checked below
         return figures
 
@@ -270,7 +272,8 @@ def main() -> None:
         print(f"\nvideo: {src.name}, {duration:.1f} s, {size[0]}x{size[1]} @ {FPS} fps, GOP {args.gop}")
         heads = rounds.report(result, [rounds.Metric("wall", "s"), rounds.Metric("cpu", "s"),
                                        rounds.Metric("x_realtime", "x", higher_is_better=True, fmt=".1f"),
-                                       rounds.Metric("rss_mb", "MB", fmt=".0f")],
+                                       rounds.Metric("rss_mb", "MB", fmt=".0f"),
+                                       rounds.Metric("rss_max_mb", "MB", fmt=".0f")],
                               baseline="baseline", title="1 fps sampling")  # fmt: skip
 
         base = keep["baseline"]["frames"]
