@@ -11,11 +11,13 @@ prompt, per server:
                           requests *issued while the file was PROCESSING* count (hey's CSV gives
                           each request's start offset; a poller notes when the file turned ACTIVE)
 
-Printed per configuration: req/s, p50 and p99 (ms), median [min-max] over rounds; and the per-round
+Printed per configuration: req/s, p50 and p99 (ms), median [min-max] over rounds; for the decode runs
+also the PROCESSING time and the CPU-seconds the server process itself spent from the upload to
+ACTIVE (requests plus any decoding done on its own threads; worker processes not counted); and the per-round
 ratio of req/s during decode to idle. Goals: about 1,400 req/s with one client and 1,600 with 50
 (issue 14's figures on 2 cores), and p99 of a text request <= 50 ms while a video decodes.
 
-Usage: python benchmarks/api.py [--rounds 3] [--seconds 3] [--video FILE | --minutes 1]
+Usage: python benchmarks/api.py [--rounds 3] [--seconds 3] [--video FILE [--clip 30] | --minutes 0.5]
        [--compare-src DIR] [--hey /usr/bin/hey]
 """
 
@@ -25,6 +27,7 @@ import argparse
 import csv
 import io
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -41,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from benchmarks.load import KEY, MODEL, upload  # noqa: E402
 from tests.fixtures.server import Server  # noqa: E402
+from video_prep import generate, remux  # noqa: E402
 
 BODY = json.dumps({"contents": [{"parts": [{"text": "Say hello."}]}], "generationConfig": {"maxOutputTokens": 8}})
 P99_GOAL_MS = 50.0
@@ -98,11 +102,18 @@ class Upload:
         return self.active_after or float("nan")
 
 
+def own_cpu_s(pid: int) -> float:
+    """User+system CPU-seconds of the process itself (its threads, not its child processes)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def runner(exe: str, server: Server, clients: int, seconds: float, video: bytes | None) -> callable:
     def run(r: int) -> dict:
         if video is None:
             return figures(hey(exe, server.url, clients, seconds), seconds)
         job = Upload(server.url, video, f"bench-{r}-{clients}")
+        cpu0 = own_cpu_s(server.proc.pid)
         job.start()
         started = time.monotonic()
         rows = hey(exe, server.url, clients, seconds)
@@ -112,7 +123,7 @@ def runner(exe: str, server: Server, clients: int, seconds: float, video: bytes 
             raise RuntimeError(f"the video upload ended {job.state}")
         window = min(seconds, processing - lag)
         out = figures(rows, window)
-        out.update(processing_s=processing, window_s=window)
+        out.update(processing_s=processing, window_s=window, server_cpu_s=own_cpu_s(server.proc.pid) - cpu0)
         return out
 
     return run
@@ -123,7 +134,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=3.0, help="hey's run per configuration and round")
     ap.add_argument("--video", type=Path, help="the video to upload (default: generate --minutes of 720p)")
-    ap.add_argument("--minutes", type=float, default=1.0)
+    ap.add_argument("--minutes", type=float, default=0.5, help="length of the generated video (default 0.5)")
+    ap.add_argument("--clip", type=float, default=30.0,
+                    help="upload only the first seconds of --video (default 30: a decode outlasts hey's run)")
     ap.add_argument("--compare-src", type=Path, help="also serve this src/ folder ('before')")
     ap.add_argument("--hey", default=shutil.which("hey") or "/usr/bin/hey")
     a = ap.parse_args()
@@ -133,11 +146,12 @@ def main() -> None:
         work = Path(tmp)
         path = a.video
         if path is None:
-            from video_prep import generate
-
             path = work / "video.mp4"
             print(f"generating {a.minutes:g} min of 720p30 H.264 ...", flush=True)
             generate(path, a.minutes)
+        elif a.clip:
+            remux(path, work / "clip.mp4", audio=True, seconds=a.clip)
+            path = work / "clip.mp4"
         video = path.read_bytes()
         trees = {"": str(ROOT / "src")}
         if a.compare_src:
@@ -163,7 +177,8 @@ def main() -> None:
           f"({len(video) / 1e6:.0f} MB)")
     rounds.report(result, [rounds.Metric("req_s", "", higher_is_better=True, fmt=".0f"),
                            rounds.Metric("p50_ms", "ms"), rounds.Metric("p99_ms", "ms", fmt=".1f"),
-                           rounds.Metric("processing_s", "s", fmt=".1f"), rounds.Metric("errors", "", fmt=".0f")],
+                           rounds.Metric("processing_s", "s", fmt=".1f"), rounds.Metric("server_cpu_s", "s", fmt=".1f"),
+                           rounds.Metric("errors", "", fmt=".0f")],
                   title="API")  # fmt: skip
     for label in servers:
         for c in (1, 50):

@@ -118,15 +118,23 @@ def generate(path: Path, minutes: float, bframes: int = 3, gop: int = 250) -> No
         out.mux(aus.encode())
 
 
-def video_only_copy(src: Path, dst: Path) -> None:
+def remux(src: Path, dst: Path, *, audio: bool = False, seconds: float | None = None) -> None:
+    """Copy the video stream (and the soundtrack with `audio`) without re-encoding, optionally only
+    the packets of the first `seconds` (a cut at any packet: fine for decoding benchmarks)."""
     with av.open(str(src)) as inp, av.open(str(dst), "w", format="mp4") as out:
-        stream = inp.streams.video[0]
-        ostream = out.add_stream_from_template(stream)
-        for packet in inp.demux(stream):
+        streams = [inp.streams.video[0]] + (list(inp.streams.audio[:1]) if audio else [])
+        outs = {s.index: out.add_stream_from_template(s) for s in streams}
+        for packet in inp.demux(streams):
             if packet.dts is None:
                 continue
-            packet.stream = ostream
+            if seconds is not None and packet.pts is not None and packet.pts * packet.time_base >= seconds:
+                continue
+            packet.stream = outs[packet.stream.index]
             out.mux(packet)
+
+
+def video_only_copy(src: Path, dst: Path) -> None:
+    remux(src, dst)
 
 
 # ---- the measured work (child processes) ----

@@ -26,6 +26,9 @@ from pollux.errors import Cancelled
 from pollux.media import artifact
 
 POLL_SECONDS = 0.2  # how often the parent asks `cancelled()` while jobs run
+# Decoding is background work: when the cores are busy, a request's few milliseconds go first
+# (the server stays at nice 0); on an idle machine the workers still get every spare cycle.
+WORKER_NICE = 5
 _pool: Pool | None = None
 _lock = threading.Lock()
 
@@ -154,6 +157,10 @@ def gather(futures: Sequence[Future], cancelled: Callable[[], bool], flag: Path)
 
 def _serve() -> None:
     """The worker's loop: jobs in on stdin, results out on the original stdout; prints go to stderr."""
+    try:
+        os.nice(WORKER_NICE)
+    except (AttributeError, OSError):
+        pass
     jobs, results = os.fdopen(os.dup(0), "rb"), os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # a stray print in a job must not corrupt the protocol
     while True:

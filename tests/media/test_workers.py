@@ -1,0 +1,67 @@
+"""The media worker pool (media/workers.py): real worker processes, errors and deaths come back."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from pollux.errors import Cancelled, InvalidArgument
+from pollux.media import workers
+
+
+def square_noisily(x: int) -> tuple[int, int]:
+    print("a stray print must not corrupt the reply")  # noqa: T201
+    return x * x, os.getpid()
+
+
+def refuse(message: str) -> None:
+    raise InvalidArgument(message)
+
+
+def die() -> None:
+    os._exit(3)
+
+
+def wait_for_flag(flag: str) -> str:
+    check = workers.flag_check(Path(flag))
+    while not check():
+        time.sleep(0.01)
+    raise Cancelled("stopped by the flag")
+
+
+def test_jobs_run_in_other_processes_and_are_reused():
+    pool = workers.pool()
+    first = pool.submit(square_noisily, 7).result(timeout=60)
+    again = pool.submit(square_noisily, 8).result(timeout=60)
+    assert first[0] == 49 and again[0] == 64
+    assert first[1] != os.getpid() and again[1] != os.getpid()
+
+
+def test_a_job_error_is_raised_in_the_parent():
+    with pytest.raises(InvalidArgument, match="not a video"):
+        workers.pool().submit(refuse, "not a video").result(timeout=60)
+
+
+def test_a_dead_worker_is_reported_and_replaced():
+    with pytest.raises(workers.BrokenWorker):
+        workers.pool().submit(die).result(timeout=60)
+    assert workers.pool().submit(square_noisily, 3).result(timeout=60)[0] == 9
+
+
+def test_gather_stops_the_other_jobs_when_one_fails(tmp_path: Path):
+    flag = tmp_path / "stop"
+    pool = workers.pool()
+    futures = [pool.submit(wait_for_flag, str(flag)), pool.submit(refuse, "bad frame")]
+    with pytest.raises(InvalidArgument, match="bad frame"):  # the real error, not the stop it caused
+        workers.gather(futures, lambda: False, flag)
+    assert flag.exists()
+
+
+def test_gather_cancels(tmp_path: Path):
+    flag = tmp_path / "stop"
+    futures = [workers.pool().submit(wait_for_flag, str(flag))]
+    with pytest.raises(Cancelled):
+        workers.gather(futures, lambda: True, flag)
