@@ -26,7 +26,6 @@ import os
 import resource
 import statistics
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -195,7 +194,3 @@ def goal(label: str, met: bool | None) -> str:
     """A goal line; None (the figure was noisy) is neither met nor missed."""
     verdict = "unknown (noisy run)" if met is None else ("met" if met else "NOT met")
     return f"goal: {label}: {verdict}"
-
-
-def python() -> str:
-    return sys.executable
