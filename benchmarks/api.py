@@ -29,6 +29,7 @@ import io
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -140,6 +141,7 @@ def main() -> None:
     ap.add_argument("--compare-src", type=Path, help="also serve this src/ folder ('before')")
     ap.add_argument("--hey", default=shutil.which("hey") or "/usr/bin/hey")
     a = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the servers on the way out
     if not Path(a.hey).exists():
         raise SystemExit("needs `hey` (Debian: apt-get install hey)")
     with tempfile.TemporaryDirectory(prefix="pollux-bench-api-") as tmp:

@@ -65,3 +65,17 @@ def test_gather_cancels(tmp_path: Path):
     futures = [workers.pool().submit(wait_for_flag, str(flag))]
     with pytest.raises(Cancelled):
         workers.gather(futures, lambda: True, flag)
+
+
+def test_idle_workers_exit(monkeypatch):
+    monkeypatch.setattr(workers, "IDLE_SECONDS", 0.4)
+    pool = workers.Pool(1)
+    try:
+        pid = pool.submit(square_noisily, 2).result(timeout=60)[1]
+        deadline = time.monotonic() + 30
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not Path(f"/proc/{pid}").exists()  # reaped: the parent waited for it
+        assert pool.submit(square_noisily, 5).result(timeout=60)[0] == 25  # a new one starts
+    finally:
+        pool.close()

@@ -18,6 +18,7 @@ import pickle
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from pathlib import Path
@@ -29,6 +30,7 @@ POLL_SECONDS = 0.2  # how often the parent asks `cancelled()` while jobs run
 # Decoding is background work: when the cores are busy, a request's few milliseconds go first
 # (the server stays at nice 0); on an idle machine the workers still get every spare cycle.
 WORKER_NICE = 5
+IDLE_SECONDS = 120.0  # a worker idle this long exits (its ~50 MB back); the next video starts one again
 _pool: Pool | None = None
 _lock = threading.Lock()
 
@@ -47,9 +49,11 @@ def cores() -> int:
 class Pool:
     def __init__(self, size: int):
         self.size = size
+        self._closed = False
         self._threads = ThreadPoolExecutor(size, thread_name_prefix="pollux-media")
-        self._idle: list[subprocess.Popen] = []
+        self._idle: list[tuple[subprocess.Popen, float]] = []  # (worker, idle since), most recent last
         self._lock = threading.Lock()
+        threading.Thread(target=self._reap, name="pollux-media-reaper", daemon=True).start()
 
     def submit(self, fn: Callable, *args) -> Future:
         payload = pickle.dumps((fn, args), protocol=pickle.HIGHEST_PROTOCOL)
@@ -65,7 +69,7 @@ class Pool:
             proc.wait()
             raise BrokenWorker(f"a media worker process died ({exc or type(exc).__name__})") from None
         with self._lock:
-            self._idle.append(proc)
+            self._idle.append((proc, time.monotonic()))
         if not ok:
             raise value
         return value
@@ -73,23 +77,38 @@ class Pool:
     def _checkout(self) -> subprocess.Popen:
         with self._lock:
             while self._idle:
-                proc = self._idle.pop()
+                proc, _ = self._idle.pop()
                 if proc.poll() is None:
                     return proc
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}  # the parent's imports
         return subprocess.Popen([sys.executable, "-m", "pollux.media.workers"], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, env=env, close_fds=True)  # fmt: skip
 
+    def _reap(self) -> None:
+        while not self._closed:
+            time.sleep(IDLE_SECONDS / 4)
+            now = time.monotonic()
+            with self._lock:
+                old = [p for p, since in self._idle if now - since > IDLE_SECONDS]
+                self._idle = [(p, since) for p, since in self._idle if now - since <= IDLE_SECONDS]
+            _stop(old)
+
     def close(self) -> None:
+        self._closed = True
         self._threads.shutdown(wait=False, cancel_futures=True)
         with self._lock:
             idle, self._idle = self._idle, []
-        for proc in idle:
-            proc.stdin.close()  # the worker's loop ends at EOF
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        _stop([p for p, _ in idle])
+
+
+def _stop(procs: list[subprocess.Popen]) -> None:
+    for proc in procs:
+        proc.stdin.close()  # the worker's loop ends at EOF
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def pool() -> Pool:
