@@ -79,3 +79,15 @@ def test_idle_workers_exit(monkeypatch):
         assert pool.submit(square_noisily, 5).result(timeout=60)[0] == 25  # a new one starts
     finally:
         pool.close()
+
+
+def niceness() -> int:
+    return os.nice(0)
+
+
+def test_workers_run_at_the_configured_niceness():
+    pool = workers.Pool(1, nice=3)
+    try:
+        assert pool.submit(niceness).result(timeout=60) == os.nice(0) + 3
+    finally:
+        pool.close()

@@ -54,7 +54,7 @@ def prepare(
         with artifact.building(artifact_dir, cancelled) as staging:
             (staging / v.FRAMES_DIR).mkdir()
             flag = staging / CANCEL_FLAG
-            pool = workers.pool()
+            pool = workers.pool(settings.media_worker_nice)
             futures = [pool.submit(segment, str(blob), str(staging), j, declared) for j in jobs]
             if has_audio:
                 futures.append(pool.submit(soundtrack, str(blob), str(staging)))

@@ -27,9 +27,6 @@ from pollux.errors import Cancelled
 from pollux.media import artifact
 
 POLL_SECONDS = 0.2  # how often the parent asks `cancelled()` while jobs run
-# Decoding is background work: when the cores are busy, a request's few milliseconds go first
-# (the server stays at nice 0); on an idle machine the workers still get every spare cycle.
-WORKER_NICE = 5
 IDLE_SECONDS = 120.0  # a worker idle this long exits (its ~50 MB back); the next video starts one again
 _pool: Pool | None = None
 _lock = threading.Lock()
@@ -47,8 +44,9 @@ def cores() -> int:
 
 
 class Pool:
-    def __init__(self, size: int):
+    def __init__(self, size: int, nice: int = 0):
         self.size = size
+        self.nice = nice  # settings.media_worker_nice: > 0 lets requests go first when the cores are busy
         self._closed = False
         self._threads = ThreadPoolExecutor(size, thread_name_prefix="pollux-media")
         self._idle: list[tuple[subprocess.Popen, float]] = []  # (worker, idle since), most recent last
@@ -81,7 +79,7 @@ class Pool:
                 if proc.poll() is None:
                     return proc
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}  # the parent's imports
-        return subprocess.Popen([sys.executable, "-m", "pollux.media.workers"], stdin=subprocess.PIPE,
+        return subprocess.Popen([sys.executable, "-m", "pollux.media.workers", str(self.nice)], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, env=env, close_fds=True)  # fmt: skip
 
     def _reap(self) -> None:
@@ -111,12 +109,13 @@ def _stop(procs: list[subprocess.Popen]) -> None:
             proc.wait()
 
 
-def pool() -> Pool:
-    """The shared pool: one process per core for video segments, plus one for a soundtrack."""
+def pool(nice: int = 0) -> Pool:
+    """The shared pool: one process per core for video segments, plus one for a soundtrack (its
+    niceness is the first caller's: one server has one setting)."""
     global _pool
     with _lock:
         if _pool is None:
-            _pool = Pool(cores() + 1)
+            _pool = Pool(cores() + 1, nice)
         return _pool
 
 
@@ -174,12 +173,13 @@ def gather(futures: Sequence[Future], cancelled: Callable[[], bool], flag: Path)
     return [f.result() for f in futures]
 
 
-def _serve() -> None:
+def _serve(nice: int) -> None:
     """The worker's loop: jobs in on stdin, results out on the original stdout; prints go to stderr."""
-    try:
-        os.nice(WORKER_NICE)
-    except (AttributeError, OSError):
-        pass
+    if nice:
+        try:
+            os.nice(nice)
+        except (AttributeError, OSError):
+            pass
     jobs, results = os.fdopen(os.dup(0), "rb"), os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # a stray print in a job must not corrupt the protocol
     while True:
@@ -200,4 +200,4 @@ def _serve() -> None:
 
 
 if __name__ == "__main__":
-    _serve()
+    _serve(int(sys.argv[1]) if len(sys.argv) > 1 else 0)
