@@ -91,3 +91,37 @@ def test_workers_run_at_the_configured_niceness():
         assert pool.submit(niceness).result(timeout=60) == os.nice(0) + 3
     finally:
         pool.close()
+
+
+def note_pid_and_sleep(path: str) -> None:
+    Path(path).write_text(str(os.getpid()))
+    time.sleep(120)
+
+
+def test_a_busy_worker_dies_with_its_parent(tmp_path: Path):
+    import subprocess
+    import sys
+
+    note = tmp_path / "pid"
+    script = ("from pollux.media import workers; import tests.media.test_workers as t; "
+              f"workers.pool().submit(t.note_pid_and_sleep, {str(note)!r}).result()")
+    parent = subprocess.Popen([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[2])
+    try:
+        deadline = time.monotonic() + 60
+        while not note.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        worker = int(note.read_text())
+    finally:
+        parent.kill()  # like kill -9 of the server: no shutdown code runs
+        parent.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and _state(worker) not in ("gone", "Z"):
+        time.sleep(0.1)
+    assert _state(worker) in ("gone", "Z")  # not still decoding for nobody
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"

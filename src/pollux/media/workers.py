@@ -173,8 +173,22 @@ def gather(futures: Sequence[Future], cancelled: Callable[[], bool], flag: Path)
     return [f.result() for f in futures]
 
 
+def _die_with_parent() -> None:
+    """A server killed with SIGKILL must not leave decoders running (Linux: PR_SET_PDEATHSIG)."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the parent was already gone before the call
+        os._exit(1)
+
+
 def _serve(nice: int) -> None:
     """The worker's loop: jobs in on stdin, results out on the original stdout; prints go to stderr."""
+    _die_with_parent()
     if nice:
         try:
             os.nice(nice)
