@@ -44,7 +44,7 @@ def cores() -> int:
 
 
 class Pool:
-    def __init__(self, size: int, nice: int = 0):
+    def __init__(self, size: int, nice: int = 5):
         self.size = size
         self.nice = nice  # settings.media_worker_nice: > 0 lets requests go first when the cores are busy
         self._closed = False
@@ -109,7 +109,7 @@ def _stop(procs: list[subprocess.Popen]) -> None:
             proc.wait()
 
 
-def pool(nice: int = 0) -> Pool:
+def pool(nice: int = 5) -> Pool:
     """The shared pool: one process per core for video segments, plus one for a soundtrack (its
     niceness is the first caller's: one server has one setting)."""
     global _pool
