@@ -10,7 +10,10 @@ one decode step) and decode tokens/s after the first token, greedy, fp32, CPU.
   baseline  processor(...) then model.generate(max_new_tokens=N) with a streamer timing each token
   pollux    TransformersEngine.generate(prompt) (its token loop, streamed deltas)
 
-Usage: python benchmarks/generate.py [--tokens 32] [--runs 2] [--threads N] [--model DIR] [--keep DIR]
+The two paths alternate in rounds after one warm-up each (benchmarks/_rounds.py): the headline is
+the median of the per-round ratios, or NOISY when the rounds disagree.
+
+Usage: python benchmarks/generate.py [--tokens 16] [--rounds 3] [--threads N] [--model DIR] [--keep DIR]
 Numbers are printed, never asserted; goal: the engine within ~10% of model.generate on both figures.
 
 The fast CPU engine (OpenVINO, each weight setting, 256M- and 500M-shaped models, vision per tile,
@@ -22,12 +25,14 @@ time to first token inline and uploaded, decode, a video asked twice, peak RSS, 
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+import _rounds as rounds  # benchmarks/ is the script's folder
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # tests.fixtures builds the model; src is installed (pip install -e .)
@@ -111,8 +116,8 @@ def main() -> None:
         generate_fast.main()
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tokens", type=int, default=32, help="new tokens per run")
-    parser.add_argument("--runs", type=int, default=2, help="measured runs per path (after one warm-up each)")
+    parser.add_argument("--tokens", type=int, default=16, help="new tokens per run")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (after one warm-up each)")
     parser.add_argument("--model", type=Path, help="reuse a folder built earlier (--keep)")
     parser.add_argument("--keep", type=Path, help="build the model into this folder and keep it")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice); 1 is steadier on a "
@@ -144,28 +149,22 @@ def main() -> None:
         engine = TransformersEngine(entry, Settings(data_dir=Path(tmp) / "data"))
         engine.load()
 
-        results: dict[str, list[tuple[float, float, int]]] = {"baseline": [], "pollux": []}
-        for i in range(args.runs + 1):  # run 0 warms up both paths
-            for name, run in (("baseline", lambda: baseline_run(model, processor, image, args.tokens)),
-                              ("pollux", lambda: engine_run(engine, image, args.tokens))):
+        def measured(run) -> Callable[[int], dict]:
+            def once(_r: int) -> dict:
                 ttft, rate, prompt_tokens = run()
-                tag = "warm-up" if i == 0 else f"run {i}"
-                print(f"  {name:8s} {tag:7s}: first token {ttft:6.2f} s, decode {rate:5.1f} tok/s "
-                      f"({prompt_tokens} prompt tokens)")
-                if i:
-                    results[name].append((ttft, rate, prompt_tokens))
+                return {"ttft": ttft, "decode": rate, "prompt_tokens": prompt_tokens}
 
-        base_ttft = statistics.median(r[0] for r in results["baseline"])
-        base_rate = statistics.median(r[1] for r in results["baseline"])
-        ours_ttft = statistics.median(r[0] for r in results["pollux"])
-        ours_rate = statistics.median(r[1] for r in results["pollux"])
-        print()
-        print(f"{'':10s}{'first token (s)':>18s}{'decode (tok/s)':>18s}")
-        print(f"{'generate':10s}{base_ttft:18.2f}{base_rate:18.1f}")
-        print(f"{'pollux':10s}{ours_ttft:18.2f}{ours_rate:18.1f}")
-        print(f"{'ratio':10s}{ours_ttft / base_ttft:17.2f}x{ours_rate / base_rate:17.2f}x"
-              "   (first token: lower is better; decode: higher is better)")
+            return once
 
+        result = rounds.interleave({"generate": measured(lambda: baseline_run(model, processor, image, args.tokens)),
+                                    "pollux": measured(lambda: engine_run(engine, image, args.tokens))},
+                                   args.rounds, warmup=True)  # fmt: skip
+        heads = rounds.report(result, [rounds.Metric("ttft", "s"), rounds.Metric("decode", "tok/s", True, ".1f"),
+                                       rounds.Metric("prompt_tokens", fmt=".0f")],
+                              baseline="generate", title="transformers engine vs model.generate")  # fmt: skip
+        for key in ("ttft", "decode"):
+            ratio = heads.get(("pollux", key))
+            print(rounds.goal(f"pollux {key} within 10% of model.generate", None if ratio is None else ratio >= 0.9))
 
 if __name__ == "__main__":
     main()

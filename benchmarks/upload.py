@@ -2,9 +2,11 @@
 
 Prints Pollux's ingest MB/s next to this machine's limit measured in the same run: hashlib
 SHA-256 over the same bytes plus a plain file write of them (one thread: what any "receive,
-hash, store" path must do). Also prints the server's peak RSS, to show memory stays flat.
+hash, store" path must do). The two alternate in rounds (benchmarks/_rounds.py), and the headline
+is the median of the per-round ratios (NOISY when they disagree). Also prints the server's peak
+RSS, to show memory stays flat.
 
-    python benchmarks/upload.py [--mib 1024] [--fsync]
+    python benchmarks/upload.py [--mib 256] [--rounds 5] [--fsync]
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _rounds as rounds  # noqa: E402
 from tests.fixtures.server import Server  # noqa: E402
 
 BLOCK = 8 << 20
@@ -76,8 +80,8 @@ def peak_rss_mb(pid: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--mib", type=int, default=1024)
-    ap.add_argument("--runs", type=int, default=2)
+    ap.add_argument("--mib", type=int, default=256)
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--fsync", action="store_true", help="fsync before the file becomes visible (the default in "
                                                           "production; costs one disk flush per upload)")
     a = ap.parse_args()
@@ -87,24 +91,24 @@ def main() -> None:
         tmp = Path(tmp)
         payload = tmp / "payload.bin"
         make_payload(payload, a.mib)
-        limits, ingests, rss = [], [], []
         env = {"POLLUX_FSYNC": "1" if a.fsync else "0", "POLLUX_MAX_FILE_BYTES": str(4 << 30),
                "POLLUX_PROCESSING_WORKERS": "1"}
         with Server(tmp / "data", env=env) as server:
-            for _ in range(a.runs):
-                limits.append(limit_mb_s(payload, tmp / "copy.bin"))
+
+            def ingest(_r: int) -> dict:
                 mb_s, body = upload_mb_s(server, payload)
                 assert '"state"' in body, body
-                ingests.append(mb_s)
-            rss.append(peak_rss_mb(server.proc.pid))
-        best_limit, best_ingest = max(limits), max(ingests)
-        print(f"payload: {a.mib} MiB, fsync={'on' if a.fsync else 'off'}, runs={a.runs}")
-        print(f"machine limit (sha256 + write, same bytes): {best_limit:8.0f} MB/s   runs: "
-              + ", ".join(f"{x:.0f}" for x in limits))
-        print(f"pollux resumable ingest over loopback:      {best_ingest:8.0f} MB/s   runs: "
-              + ", ".join(f"{x:.0f}" for x in ingests))
-        print(f"ratio: {best_ingest / best_limit:.2f} of the limit (goal >= 0.80)")
-        print(f"server peak RSS: {max(rss):.0f} MB (flat: the body is never buffered whole)")
+                return {"mb_s": mb_s}
+
+            result = rounds.interleave({"limit (sha256 + write)": lambda _r: {"mb_s": limit_mb_s(payload, tmp / "c")},
+                                        "pollux ingest": ingest}, a.rounds)  # fmt: skip
+            rss = peak_rss_mb(server.proc.pid)
+        print(f"\npayload: {a.mib} MiB, fsync={'on' if a.fsync else 'off'}; resumable upload over loopback")
+        heads = rounds.report(result, [rounds.Metric("mb_s", "MB/s", higher_is_better=True, fmt=".0f")],
+                              baseline="limit (sha256 + write)", title="upload")
+        ratio = heads.get(("pollux ingest", "mb_s"))
+        print(rounds.goal("ingest >= 0.80 of the limit", None if ratio is None else ratio >= 0.80))
+        print(f"server peak RSS: {rss:.0f} MB (flat: the body is never buffered whole)")
 
 
 if __name__ == "__main__":

@@ -3,17 +3,19 @@
 Generates (PyAV only, in a temp dir) a 720p30 H.264 video with a speech-like AAC track: x264
 `veryfast`, a keyframe every 250 frames (--gop), 3 B-frames (--bframes; x264's default), 4 Mb/s.
 Every frame carries its own index as a row of black/white blocks, so the sampled pictures are
-checked against their timestamps by content, not only by pts. Then, each in a child process
-(wall and CPU from wait4, peak RSS from the child's VmHWM):
+checked against their timestamps by content, not only by pts. Then, in interleaved rounds
+(benchmarks/_rounds.py: A B C, C B A, ...), each configuration in a fresh child process (wall;
+CPU-seconds of the child and its worker processes; peak RSS summed over them, rss_mb, and of the
+largest one, rss_max_mb):
 
-  sampling   pollux.media.video.prepare_video on a video-only copy (frames -> JPEG artifact)
   baseline   PyAV, frame threads, every frame decoded, only the sampled frames converted
-  audio      pollux.media.audio.prepare_audio (16 kHz mono WAV)
-  full       prepare_video on the original: frames + audio in one pass (what an upload costs)
+  sampling   pollux.media.video.prepare_video on a video-only copy (frames -> JPEG artifact)
+  before     the same from another source tree (--compare-src, e.g. a checkout of main)
+  full       prepare_video on the original: frames + audio (what an upload costs)
 
-Usage: python benchmarks/video_prep.py [--minutes 10] [--quick] [--video FILE] [--keep DIR]
-Numbers are printed, never asserted; goals: sampling >= 1.4x baseline, >= 20x realtime, every
-timestamp within 0.5 s, peak RSS < 300 MB.
+Usage: python benchmarks/video_prep.py [--minutes 2] [--rounds 5] [--gop 250] [--compare-src DIR]
+Numbers are printed, never asserted; goals: sampling >= 1.4x baseline, >= 20x realtime, no more
+CPU-seconds than the baseline, every timestamp within 0.05 s of the baseline's, peak RSS < 300 MB.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ import json
 import math
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,7 +33,8 @@ from pathlib import Path
 
 import av
 import numpy as np
-from _rss import peak_rss_mb  # benchmarks/ is the script's folder
+import _rounds as rounds  # benchmarks/ is the script's folder
+from _rss import tree_peaks_mb
 
 WIDTH, HEIGHT, FPS = 1280, 720, 30
 AUDIO_RATE = 48000
@@ -116,15 +118,23 @@ def generate(path: Path, minutes: float, bframes: int = 3, gop: int = 250) -> No
         out.mux(aus.encode())
 
 
-def video_only_copy(src: Path, dst: Path) -> None:
+def remux(src: Path, dst: Path, *, audio: bool = False, seconds: float | None = None) -> None:
+    """Copy the video stream (and the soundtrack with `audio`) without re-encoding, optionally only
+    the packets of the first `seconds` (a cut at any packet: fine for decoding benchmarks)."""
     with av.open(str(src)) as inp, av.open(str(dst), "w", format="mp4") as out:
-        stream = inp.streams.video[0]
-        ostream = out.add_stream_from_template(stream)
-        for packet in inp.demux(stream):
+        streams = [inp.streams.video[0]] + (list(inp.streams.audio[:1]) if audio else [])
+        outs = {s.index: out.add_stream_from_template(s) for s in streams}
+        for packet in inp.demux(streams):
             if packet.dts is None:
                 continue
-            packet.stream = ostream
+            if seconds is not None and packet.pts is not None and packet.pts * packet.time_base >= seconds:
+                continue
+            packet.stream = outs[packet.stream.index]
             out.mux(packet)
+
+
+def video_only_copy(src: Path, dst: Path) -> None:
+    remux(src, dst)
 
 
 # ---- the measured work (child processes) ----
@@ -134,18 +144,21 @@ def child(mode: str, src: Path, out: Path) -> None:
     from pollux.settings import Settings
 
     settings = Settings(max_video_seconds=4 * 3600)
-    if mode in ("sampling", "full"):
+    if mode == "baseline":
+        result = baseline(src, out)
+    else:
         from pollux.media.video import prepare_video
 
         video = prepare_video(src, out, settings, lambda: False)
         result = {"duration": video.duration, "frames": [[f.timestamp, str(f.path)] for f in video.frames]}
-    elif mode == "audio":
-        from pollux.media.audio import prepare_audio
+    peaks = tree_peaks_mb()
+    result.update(rss_mb=sum(peaks), rss_max_mb=max(peaks))
+    try:
+        from pollux.media import workers
 
-        result = {"duration": prepare_audio(src, out, settings, lambda: False).duration}
-    else:
-        result = baseline(src, out)
-    result["rss_mb"] = peak_rss_mb()
+        workers.shutdown()  # reaped here, so their CPU-seconds count in this child's
+    except ImportError:  # an older tree (--compare-src) has no worker pool
+        pass
     (out.parent / f"{out.name}.json").write_text(json.dumps(result))
 
 
@@ -170,16 +183,21 @@ def baseline(src: Path, out: Path) -> dict:
     return {"duration": duration, "frames": picks}
 
 
-def run_child(mode: str, src: Path, out: Path) -> dict:
-    start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, __file__, "--child", mode, str(src), str(out)])
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    if status != 0:
-        raise SystemExit(f"{mode} failed (status {status})")
-    result = json.loads((out.parent / f"{out.name}.json").read_text())
-    result.update(wall=wall, cpu=usage.ru_utime + usage.ru_stime)
-    return result
+def runner(mode: str, src: Path, work: Path, pythonpath: str | None, keep: dict) -> callable:
+    def run(r: int) -> dict:
+        out = work / f"{mode}-{r}"
+        env = dict(os.environ)
+        if pythonpath:
+            env["PYTHONPATH"] = pythonpath
+        figures = rounds.child([sys.executable, __file__, "--child", "baseline" if mode == "baseline" else "pollux",
+                                str(src), str(out)], env=env)  # fmt: skip
+        result = json.loads((out.parent / f"{out.name}.json").read_text())
+        figures.update(rss_mb=result["rss_mb"], rss_max_mb=result["rss_max_mb"],
+                       x_realtime=result["duration"] / figures["wall"])
+        keep.setdefault(mode, result)  # the first round's frames are checked below
+        return figures
+
+    return run
 
 
 # ---- checks ----
@@ -216,11 +234,12 @@ def check_frames(result: dict, source_size: tuple[int, int]) -> tuple[int, int, 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--minutes", type=float, default=10.0, help="length of the generated video (default 10)")
-    ap.add_argument("--quick", action="store_true", help="a 1-minute video: a smoke run, noisier numbers")
+    ap.add_argument("--minutes", type=float, default=2.0, help="length of the generated video (default 2)")
     ap.add_argument("--video", type=Path, help="use this generated file instead of generating one")
     ap.add_argument("--keep", type=Path, help="keep the generated video here (reuse with --video)")
-    ap.add_argument("--repeat", type=int, default=1, help="runs per measurement; the median is shown")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
+    ap.add_argument("--no-full", action="store_true", help="skip the frames + audio configuration")
+    ap.add_argument("--compare-src", type=Path, help="also run prepare_video from this src/ folder ('before')")
     ap.add_argument("--bframes", type=int, default=3,
                     help="x264 B-frames (default 3, x264's own default; with b-pyramid one B per group "
                          "is a reference, so 2 gives fewer skippable frames than 3)")  # fmt: skip
@@ -233,60 +252,59 @@ def main() -> None:
         child(args.child[0], Path(args.child[1]), Path(args.child[2]))
         return
 
-    minutes = 1.0 if args.quick else args.minutes
     with tempfile.TemporaryDirectory(prefix="pollux-bench-") as tmp:
         work = Path(tmp)
         src = args.video
         if src is None:
-            src = (args.keep or work) / f"bench-720p30-{minutes:g}min-bf{args.bframes}-g{args.gop}.mp4"
+            src = (args.keep or work) / f"bench-720p30-{args.minutes:g}min-bf{args.bframes}-g{args.gop}.mp4"
             src.parent.mkdir(parents=True, exist_ok=True)
-            print(f"generating {minutes:g} min of 720p30 H.264 + AAC into {src} ...", flush=True)
+            print(f"generating {args.minutes:g} min of 720p30 H.264 + AAC into {src} ...", flush=True)
             t = time.perf_counter()
-            generate(src, minutes, args.bframes, args.gop)
+            generate(src, args.minutes, args.bframes, args.gop)
             print(f"  done in {time.perf_counter() - t:.0f} s, {src.stat().st_size / 1e6:.0f} MB", flush=True)
         silent = work / "video-only.mp4"
         video_only_copy(src, silent)
         with av.open(str(src)) as c:
             duration = c.duration / av.time_base
             size = (c.streams.video[0].codec_context.width, c.streams.video[0].codec_context.height)
-        hours = duration / 3600
 
-        runs: dict[str, list[dict]] = {m: [] for m in ("sampling", "baseline", "audio", "full")}
-        for r in range(args.repeat):
-            for mode, inp in (("sampling", silent), ("baseline", silent), ("audio", src), ("full", src)):
-                runs[mode].append(run_child(mode, inp, work / f"{mode}-{r}"))
-                print(f"  {mode} run {r + 1}: {runs[mode][-1]['wall']:.1f} s", flush=True)
+        here = str(Path(__file__).resolve().parents[1] / "src")
+        keep: dict[str, dict] = {}
+        configs = {"baseline": runner("baseline", silent, work, here, keep),
+                   "sampling": runner("sampling", silent, work, here, keep)}
+        if args.compare_src:
+            configs["before"] = runner("before", silent, work, str(args.compare_src.resolve()), keep)
+        if not args.no_full:
+            configs["full"] = runner("full", src, work, here, keep)
+        result = rounds.interleave(configs, args.rounds)
+        print(f"\nvideo: {src.name}, {duration:.1f} s, {size[0]}x{size[1]} @ {FPS} fps, GOP {args.gop}")
+        heads = rounds.report(result, [rounds.Metric("wall", "s"), rounds.Metric("cpu", "s"),
+                                       rounds.Metric("x_realtime", "x", higher_is_better=True, fmt=".1f"),
+                                       rounds.Metric("rss_mb", "MB", fmt=".0f"),
+                                       rounds.Metric("rss_max_mb", "MB", fmt=".0f")],
+                              baseline="baseline", title="1 fps sampling")  # fmt: skip
+
+        base = keep["baseline"]["frames"]
+        worst_vs_base = {}
+        for mode in configs:
+            n, expected, pts_err, content_err = check_frames(keep[mode], size)
+            vs = max((abs(a[0] - b[0]) for a, b in zip(keep[mode]["frames"], base)), default=float("inf"))
+            worst_vs_base[mode] = vs if n == len(base) else float("inf")
+            ok = n == expected and pts_err <= 0.5 and content_err <= 0.5
+            print(f"{mode:<9} frames {n}/{expected}, max |pts - k| {pts_err:.3f} s, max |picture - k| "
+                  f"{content_err:.3f} s, max |pts - baseline's| {worst_vs_base[mode]:.3f} s -> "
+                  f"{'OK' if ok else 'FAIL'}")  # fmt: skip
 
         def med(mode: str, key: str) -> float:
-            return statistics.median(x[key] for x in runs[mode])
+            return statistics.median(result.values(mode, key))
 
-        print()
-        print(f"video: {src.name}, {duration:.1f} s, {size[0]}x{size[1]} @ {FPS} fps; {os.cpu_count()} CPUs; "
-              f"load average {os.getloadavg()[0]:.1f}; median of {args.repeat} run(s)")  # fmt: skip
-        columns = ("wall s", 8), ("wall s/video-h", 15), ("CPU s/video-h", 14), ("x realtime", 11), ("peak RSS MB", 12)
-        header = f"{'method':<10}" + "".join(f" {name:>{width}}" for name, width in columns)
-        print(header)
-        print("-" * len(header))
-        for mode in runs:
-            wall, cpu, rss = med(mode, "wall"), med(mode, "cpu"), med(mode, "rss_mb")
-            row = f"{mode:<10} {wall:>8.1f} {wall / hours:>15.0f} {cpu / hours:>14.0f}"
-            print(f"{row} {duration / wall:>11.1f} {rss:>12.0f}")
-        print()
-        ratio = med("baseline", "wall") / med("sampling", "wall")
-        cpu_ratio = med("baseline", "cpu") / med("sampling", "cpu")
-        print(f"sampling vs baseline: {ratio:.2f}x faster in wall time, {cpu_ratio:.2f}x in CPU time")
-        for mode in ("sampling", "baseline", "full"):
-            n, expected, pts_err, content_err = check_frames(runs[mode][0], size)
-            ok = n == expected and pts_err <= 0.5 and content_err <= 0.5
-            print(f"{mode:<9} frames {n}/{expected}, max |pts - k| {pts_err:.3f} s, "
-                  f"max |picture - k| {content_err:.3f} s -> {'OK' if ok else 'FAIL'}")  # fmt: skip
-        goals = {
-            "sampling >= 1.4x baseline": ratio >= 1.4,
-            "sampling >= 20x realtime": duration / med("sampling", "wall") >= 20,
-            "peak RSS < 300 MB (sampling, full)": max(med("sampling", "rss_mb"), med("full", "rss_mb")) < 300,
-        }
-        for goal, met in goals.items():
-            print(f"goal: {goal}: {'met' if met else 'NOT met'}")
+        ratio = heads.get(("sampling", "wall"))
+        print(rounds.goal("sampling >= 1.4x baseline (wall)", None if ratio is None else ratio >= 1.4))
+        print(rounds.goal("sampling >= 20x realtime (median)", med("sampling", "x_realtime") >= 20))
+        print(rounds.goal("sampling CPU-s <= baseline's (medians)", med("sampling", "cpu") <= med("baseline", "cpu")))
+        print(rounds.goal("timestamps within 0.05 s of the baseline's", worst_vs_base["sampling"] <= 0.05))
+        rss = max(med(m, "rss_mb") for m in configs if m in ("sampling", "full"))
+        print(rounds.goal("peak RSS < 300 MB (sampling, full; summed over processes)", rss < 300))
 
 
 if __name__ == "__main__":

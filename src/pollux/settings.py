@@ -63,6 +63,9 @@ class Settings(BaseModel):
     processing_hooks: str = Field("", description="extra post-processing hooks, comma-separated "
                                   "'module:function' names, each called (file, prepared media, settings)")
     max_video_seconds: float = 3600.0
+    media_worker_nice: int = Field(5, ge=0, le=19, description="niceness of the video decoding worker processes: "
+                                   "requests go first when the cores are busy (0: decoding competes with them "
+                                   "as an equal, faster when other programs load the CPU)")
     max_audio_seconds: float = 9.5 * 3600  # Gemini takes up to 9.5 hours of audio in one prompt
     max_image_pixels: int = 178_956_970  # Pillow's own bomb threshold
     max_images_per_request: int = 3600

@@ -135,7 +135,7 @@ def test_native_token_count_per_dialect(server, engine_settings):
     elif server.dialect == "sglang":  # text only: the image is estimated
         assert paths == ["/tokenize"] and isinstance(server.requests[0][1]["prompt"], str)
         assert engine.native_count_source == "server-text"
-        assert count >= engine.image_tokens
+        assert count >= engine.options.image_tokens
     elif server.dialect == "llamacpp":  # its own chat template rendered, then tokenized
         assert paths == ["/apply-template", "/tokenize"]
         assert server.requests[1][1]["content"].endswith("<|assistant|>")

@@ -115,6 +115,28 @@ def known_duration(container: av.container.InputContainer) -> float | None:
     return container.duration / av.time_base if container.duration and container.duration > 0 else None
 
 
+def write_wav(
+    container: av.container.InputContainer,
+    stream: av.audio.stream.AudioStream,
+    path: Path,
+    cancelled: Callable[[], bool],
+    limit: float | None = None,
+) -> WavWriter:
+    """Decode `stream` into a WAV at `path` (starting at the container's start time); closed on return."""
+    writer = WavWriter(path, origin=start_time(container))
+    try:
+        for n, packet in enumerate(demux(container, [stream])):
+            if n % CANCEL_CHECK_PACKETS == 0:
+                artifact.check_cancelled(cancelled)
+                if limit is not None and writer.duration > limit:
+                    raise too_long("audio", writer.duration, limit)
+            for frame in decode_packet(packet):
+                writer.write(frame)
+    finally:
+        writer.close()
+    return writer
+
+
 def prepare_audio(blob: Path, artifact_dir: Path, settings: Settings, cancelled: Callable[[], bool]) -> PreparedAudio:
     """Decode an audio file into its artifact (audio.wav + manifest.json)."""
     limit = settings.max_audio_seconds
@@ -126,17 +148,8 @@ def prepare_audio(blob: Path, artifact_dir: Path, settings: Settings, cancelled:
         if declared is not None and declared > limit:
             raise too_long("audio", declared, limit)
         with artifact.building(artifact_dir, cancelled) as staging:
-            writer = WavWriter(staging / WAV_NAME, origin=start_time(container))
-            try:
-                for n, packet in enumerate(demux(container, [stream])):
-                    if n % CANCEL_CHECK_PACKETS == 0:
-                        artifact.check_cancelled(cancelled)
-                        if writer.duration > limit:
-                            raise too_long("audio", writer.duration, limit)
-                    for frame in decode_packet(packet):
-                        writer.write(frame)
-            finally:
-                duration = writer.close()
+            writer = write_wav(container, stream, staging / WAV_NAME, cancelled, limit)
+            duration = writer.duration
             if writer.samples == 0:
                 raise InvalidArgument("The audio could not be decoded: no samples were found.")
             if duration > limit:

@@ -166,28 +166,37 @@ def _video_stream(container: av.container.InputContainer) -> av.video.stream.Vid
     raise InvalidArgument("The file has no video stream.")
 
 
-def _keyframes_cover(stream: av.video.stream.VideoStream, targets: list[float], origin: float, lead: float) -> bool:
-    """Does the container's index put a keyframe at (or just after) every target second?
-
-    Then decoding keyframes only is exact enough and 3-5x cheaper (phones and screen recorders
-    often use a 1 s GOP; media-perf.md). Only containers with a full index at open (MP4/MOV/3GP,
-    AVI) can say so without reading the file; the others fall back to NONREF.
-    """
+def index_keyframes(stream: av.video.stream.VideoStream, origin: float) -> tuple[list[tuple[float, int]], float] | None:
+    """(keyframes as (seconds, pts), sorted; the last indexed time) from the container's
+    index, or None when it has none. Only containers with a full index at open (MP4/MOV/3GP, AVI,
+    Matroska with cues) can say this without reading the file."""
     try:
         entries = stream.index_entries
         stamps = [(e.timestamp, e.is_keyframe) for e in entries] if len(entries) > 1 else []
     except Exception:
-        return False
+        return None
     if not stamps:
-        return False
+        return None
     shift = (stream.start_time - stamps[0][0]) if stream.start_time is not None else 0  # index times are dts
 
     def seconds(ts: int) -> float:
         return float((ts + shift) * stream.time_base) - origin  # type: ignore[operator]  # set on a video stream
 
-    times = sorted(seconds(ts) for ts, key in stamps if key)
-    last = seconds(max(ts for ts, _ in stamps))
-    targets = [t for t in targets if t <= last]  # a longer soundtrack has no pictures to sample
+    keys = sorted((seconds(ts), ts + shift) for ts, key in stamps if key)  # seek takes pts
+    return keys, seconds(max(ts for ts, _ in stamps))
+
+
+def _keyframes_cover(stream: av.video.stream.VideoStream, targets: list[float], origin: float, lead: float) -> bool:
+    """Does the container's index put a keyframe at (or just after) every target second?
+
+    Then decoding keyframes only is exact enough and 3-5x cheaper (phones and screen recorders
+    often use a 1 s GOP; media-perf.md); without an index we fall back to NONREF.
+    """
+    index = index_keyframes(stream, origin)
+    if index is None:
+        return False
+    times = [t for t, _ in index[0]]
+    targets = [t for t in targets if t <= index[1]]  # a longer soundtrack has no pictures to sample
     if len(targets) < 2 or len(times) < len(targets):
         return False
     for target in targets:
@@ -198,92 +207,199 @@ def _keyframes_cover(stream: av.video.stream.VideoStream, targets: list[float], 
 
 
 def prepare_video(blob: Path, artifact_dir: Path, settings: Settings, cancelled: Callable[[], bool]) -> PreparedVideo:
-    """Decode a video into its artifact: frames/*.jpg at 1 fps, audio.wav, manifest.json."""
+    """Decode a video into its artifact: frames/*.jpg at 1 fps, audio.wav, manifest.json.
+
+    A long video with a keyframe index is cut at keyframes into segments decoded in parallel
+    worker processes (video_parallel.py): both cores busy, and the server's GIL left free.
+    """
+    from pollux.media import video_parallel
+
     skip = None  # the first pass picks NONKEY or NONREF; a pass that skipped a needed frame steps down
+    parallel = True
     while True:
         try:
+            if parallel:
+                done = video_parallel.prepare(blob, artifact_dir, settings, cancelled, skip)
+                if done is not None:
+                    return done
+                parallel = False  # short, unindexed, or a segment could not stand alone
             return _prepare(blob, artifact_dir, settings, cancelled, skip)
         except _SkippedTooMuch as exc:
             skip = "NONREF" if exc.skip == "NONKEY" else "DEFAULT"
 
 
+@dataclass
+class _Job:
+    """What one decoding pass needs: the targets it owns, how to skip, where to start.
+
+    A segment starts at a keyframe `lo` seconds in (`seek`: that keyframe's pts) and
+    owns the targets whose pick (the first frame >= target - lead) lies at or after `lo`; the
+    whole video is one job with lo = -inf and seek = None.
+    """
+
+    targets: list[float]
+    lead: float
+    tolerance: float
+    skip: str
+    origin: float
+    rate: float
+    limit: float
+    thread_type: str = "AUTO"
+    lo: float = float("-inf")
+    seek: int | None = None
+    last: bool = True
+    prefix: str = ""
+
+
+@dataclass
+class _Decoded:
+    frames: _FrameWriter
+    sampler: _Sampler
+    last_t: float | None
+    last_packet: float | None
+
+
+class _NotSegmentable(Exception):
+    """A segment could not be decoded on its own (seek landed late, stream ended early)."""
+
+
+def _plan(container: av.container.InputContainer, settings: Settings, skip: str | None) -> tuple[_Job, float | None]:
+    """The whole-video job (skip chosen from the index when not given) and the declared duration."""
+    vstream = _video_stream(container)
+    limit = settings.max_video_seconds
+    declared = known_duration(container)
+    if declared is not None and declared > limit:
+        raise too_long("video", declared, limit)
+    origin, rate = start_time(container), _stream_rate(vstream)
+    targets = tokens.sample_times(0.0, max(declared or limit, 1e-6), STORED_FPS)
+    lead, tolerance = 0.5 / rate, 0.5 / STORED_FPS
+    if skip is None:
+        skip = "NONKEY" if declared and _keyframes_cover(vstream, targets, origin, lead) else "NONREF"
+    return _Job(targets, lead, tolerance, skip, origin, rate, limit), declared
+
+
+def _decode_frames(
+    container: av.container.InputContainer,
+    job: _Job,
+    staging: Path,
+    cancelled: Callable[[], bool],
+    audio: tuple[av.audio.stream.AudioStream, WavWriter] | None = None,
+) -> _Decoded:
+    """One decoding pass over `job`'s part of the video, picked frames saved as they come; audio
+    (when given) is demuxed and written in the same pass."""
+    vstream = _video_stream(container)
+    vstream.codec_context.thread_type = job.thread_type
+    vstream.codec_context.skip_frame = job.skip  # type: ignore[assignment]  # one of PyAV's names
+    sampler = _Sampler(job.targets, job.lead, job.tolerance)
+    frames = _FrameWriter(staging, vstream, sampler, job.skip, job.prefix)
+    if job.seek is not None:
+        container.seek(job.seek, stream=vstream, backward=True)
+    streams = [vstream] + ([audio[0]] if audio is not None else [])
+    last_t: float | None = None
+    for n, packet in enumerate(demux(container, streams)):
+        if n % CANCEL_CHECK_PACKETS == 0:
+            artifact.check_cancelled(cancelled)
+        if packet.stream is not vstream:
+            for frame in decode_packet(packet):
+                audio[1].write(frame)  # type: ignore[index]  # an audio packet: the soundtrack exists
+            continue
+        if packet.pts is not None and packet.time_base is not None:
+            pt = float(packet.pts * packet.time_base) - job.origin
+            if pt > job.limit:
+                raise too_long("video", pt, job.limit)
+            frames.packet_times.append(pt)
+        for frame in decode_packet(packet):
+            t = _frame_time(frame, job.origin, last_t + 1 / job.rate if last_t is not None else 0.0)
+            if last_t is None and job.seek is not None and t > job.lo + 1e-3:
+                raise _NotSegmentable(f"the first frame after the seek is at {t:.3f} s, past {job.lo:.3f} s")
+            last_t = t
+            frames.emit(sampler.feed(frame, t))
+        if not job.last and sampler.done:
+            break  # the next segment takes over from here
+    if not job.last and not sampler.done:
+        raise _NotSegmentable("the stream ended before the segment's last target")
+    last_packet = max(frames.packet_times, default=last_t) if last_t is not None else None
+    return _Decoded(frames, sampler, last_t, last_packet)
+
+
+def _finish_tail(container, job: _Job, d: _Decoded) -> float:
+    """The video stream's end (seconds), after decoding the tail `skip_frame` left out, if any."""
+    last_t, last_packet = d.last_t, d.last_packet
+    assert last_t is not None and last_packet is not None  # the caller checked frames were found
+    if job.skip != "DEFAULT" and last_packet > last_t + KEYFRAME_SLACK:
+        # Frames after the last decoded one were skipped (keyframes only): the true last
+        # picture is the one on screen for the remaining targets, so decode that tail.
+        last_t = max(last_t, _decode_tail(container, _video_stream(container), d.sampler, d.frames, job.origin,
+                                          job.rate, last_t))  # fmt: skip
+    return max(last_t, last_packet) + 1 / job.rate
+
+
+def _hold_last(d: _Decoded, duration: float, video_end: float) -> None:
+    # A soundtrack a little longer than the picture (padding, rounding) is common: the last
+    # frame stays on screen. Capped so a long audio tail is not hundreds of copies of it.
+    d.frames.emit(d.sampler.finish(min(duration, video_end + HOLD_LAST_FRAME_SECONDS)))
+
+
 def _prepare(
     blob: Path, artifact_dir: Path, settings: Settings, cancelled: Callable[[], bool], skip: str | None
 ) -> PreparedVideo:
-    limit = settings.max_video_seconds
+    """The whole video in one sequential pass, in this process (frames and audio together)."""
     with artifact.open_media(blob) as container:
-        vstream = _video_stream(container)
+        job, declared = _plan(container, settings, skip)
         astream = next(iter(container.streams.audio), None)
-        declared = known_duration(container)
-        if declared is not None and declared > limit:
-            raise too_long("video", declared, limit)
-        origin, rate = start_time(container), _stream_rate(vstream)
-        targets = tokens.sample_times(0.0, max(declared or limit, 1e-6), STORED_FPS)
-        sampler = _Sampler(targets, 0.5 / rate, 0.5 / STORED_FPS)
-        if skip is None:
-            skip = "NONKEY" if declared and _keyframes_cover(vstream, targets, origin, sampler.lead) else "NONREF"
-        vstream.codec_context.thread_type = "AUTO"
-        vstream.codec_context.skip_frame = skip  # type: ignore[assignment]  # one of PyAV's names
-
         with artifact.building(artifact_dir, cancelled) as staging:
-            frames = _FrameWriter(staging, vstream, sampler, skip)
-            audio = WavWriter(staging / WAV_NAME, origin) if astream is not None else None
-            last_t: float | None = None
+            (staging / FRAMES_DIR).mkdir()
+            audio = WavWriter(staging / WAV_NAME, job.origin) if astream is not None else None
             try:
-                streams = [vstream] + ([astream] if astream is not None else [])
-                for n, packet in enumerate(demux(container, streams)):
-                    if n % CANCEL_CHECK_PACKETS == 0:
-                        artifact.check_cancelled(cancelled)
-                    if packet.stream is not vstream:
-                        for frame in decode_packet(packet):
-                            audio.write(frame)  # type: ignore[union-attr]  # an audio packet: astream exists
-                        continue
-                    if packet.pts is not None and packet.time_base is not None:
-                        pt = float(packet.pts * packet.time_base) - origin
-                        if pt > limit:
-                            raise too_long("video", pt, limit)
-                        frames.packet_times.append(pt)
-                    for frame in decode_packet(packet):
-                        last_t = _frame_time(frame, origin, last_t + 1 / rate if last_t is not None else 0.0)
-                        frames.emit(sampler.feed(frame, last_t))
+                d = _decode_frames(container, job, staging, cancelled,
+                                   (astream, audio) if astream is not None and audio is not None else None)
             finally:
                 audio_seconds = audio.close() if audio is not None else 0.0
-            if last_t is None or not frames.entries:
+            if d.last_t is None or not d.frames.entries:
                 raise InvalidArgument("The video could not be decoded: no frames were found.")
-            last_packet = max(frames.packet_times, default=last_t)
-            if skip != "DEFAULT" and last_packet > last_t + KEYFRAME_SLACK:
-                # Frames after the last decoded one were skipped (keyframes only): the true last
-                # picture is the one on screen for the remaining targets, so decode that tail.
-                last_t = max(last_t, _decode_tail(container, vstream, sampler, frames, origin, rate, last_t))
-            video_end = max(last_t, last_packet) + 1 / rate
+            video_end = _finish_tail(container, job, d)
             duration = declared if declared is not None else max(video_end, audio_seconds)
-            if duration > limit:
-                raise too_long("video", duration, limit)
-            # A soundtrack a little longer than the picture (padding, rounding) is common: the last
-            # frame stays on screen. Capped so a long audio tail is not hundreds of copies of it.
-            frames.emit(sampler.finish(min(duration, video_end + HOLD_LAST_FRAME_SECONDS)))
+            if duration > job.limit:
+                raise too_long("video", duration, job.limit)
+            _hold_last(d, duration, video_end)
             has_audio = audio is not None and audio.samples > 0
             if audio is not None and not has_audio:
                 (staging / WAV_NAME).unlink(missing_ok=True)
-            geo = frames.geometry
-            manifest = {
-                "kind": "video",
-                "duration": duration,
-                "video_end": video_end,
-                "origin": origin,
-                "rate": rate,
-                "original_size": list(geo.original_size),
-                "frame_size": list(geo.frame_size),
-                "rotation": geo.rotation,
-                "skip_frame": skip,
-                "fps": STORED_FPS,
-                "frames": frames.entries,
-                "has_audio": has_audio,
-                "audio_duration": audio_seconds if has_audio else 0.0,
-                "sha256": artifact.file_sha256(blob, cancelled),
-            }
-            artifact.write_manifest(staging, manifest)
+            write_video_manifest(staging, blob, cancelled, job, d.frames.geometry, d.frames.entries, duration,
+                                 video_end, has_audio, audio_seconds)  # fmt: skip
     return load_video(blob, artifact_dir)
+
+
+def write_video_manifest(
+    staging: Path,
+    blob: Path,
+    cancelled: Callable[[], bool],
+    job: _Job,
+    geo: _Geometry,
+    entries: list[dict],
+    duration: float,
+    video_end: float,
+    has_audio: bool,
+    audio_seconds: float,
+    sha256: str | None = None,
+) -> None:
+    manifest = {
+        "kind": "video",
+        "duration": duration,
+        "video_end": video_end,
+        "origin": job.origin,
+        "rate": job.rate,
+        "original_size": list(geo.original_size),
+        "frame_size": list(geo.frame_size),
+        "rotation": geo.rotation,
+        "skip_frame": job.skip,
+        "fps": STORED_FPS,
+        "frames": entries,
+        "has_audio": has_audio,
+        "audio_duration": audio_seconds if has_audio else 0.0,
+        "sha256": sha256 or artifact.file_sha256(blob, cancelled),
+    }
+    artifact.write_manifest(staging, manifest)
 
 
 def _decode_tail(
@@ -305,9 +421,10 @@ def _decode_tail(
 class _FrameWriter:
     """Writes picked frames as JPEGs into the staging folder, each distinct frame once."""
 
-    def __init__(self, staging: Path, stream: av.video.stream.VideoStream, sampler: _Sampler, skip: str):
-        (staging / FRAMES_DIR).mkdir()
+    def __init__(self, staging: Path, stream: av.video.stream.VideoStream, sampler: _Sampler, skip: str,
+                 prefix: str = ""):
         self.staging = staging
+        self.prefix = prefix
         self.stream = stream
         self.sampler = sampler
         self.skip = skip
@@ -328,7 +445,7 @@ class _FrameWriter:
             if self._last is None or self._last[0] is not pick.frame:
                 if self._geometry is None:
                     self._geometry = _geometry(self.stream, pick.frame.rotation or 0)
-                name = f"{FRAMES_DIR}/{len(self.entries):06d}.jpg"
+                name = f"{FRAMES_DIR}/{self.prefix}{len(self.entries):06d}.jpg"
                 _save_frame(pick.frame, self._geometry, self.staging / name)
                 self._last = (pick.frame, name)
             self.entries.append({"t": round(pick.time, 4), "file": self._last[1]})
@@ -444,8 +561,8 @@ def _decode_targets(video: PreparedVideo, targets: list[float], fps: float, cach
             picks = _sample_source(video.source_path, sampler, origin, end, seek=False)
     except (InvalidArgument, av.error.FFmpegError, OSError):
         return {}
-    geo = _Geometry(tuple(video.original_size), tuple(video.extra.get("frame_size", video.original_size)),  # type: ignore[arg-type]
-                    video.extra.get("rotation", 0))  # fmt: skip
+    fw, fh = video.extra.get("frame_size", video.original_size)
+    geo = _Geometry(video.original_size, (fw, fh), video.extra.get("rotation", 0))
     saved: dict[int, tuple[float, str]] = {}
     frames: dict[int, Frame] = {}
     last: tuple[av.VideoFrame, Path] | None = None
@@ -471,7 +588,7 @@ def _sample_source(source: Path, sampler: _Sampler, origin: float, end: float, s
         stream.codec_context.thread_type = "AUTO"
         seek = seek and targets[0] > 1.0
         if seek:
-            offset = int((targets[0] - 1.0 + origin) / stream.time_base)  # type: ignore[operator]
+            offset = int((targets[0] - 1.0 + origin) / stream.time_base)  # type: ignore[operator]  # video stream
             container.seek(offset, stream=stream, backward=True, any_frame=False)
         rate = _stream_rate(stream)
         picks: list[_Pick] = []
