@@ -20,19 +20,21 @@ from tests.fixtures.server import Server
 KiB, MiB = 1 << 10, 1 << 20
 
 
-def _node(tmp_path, s3_server, bucket: str, name: str) -> Server:
-    """A node with its own data dir (cache), on the shared SQLite file and bucket."""
+def _node(tmp_path, s3_server, bucket: str, name: str, database_url: str) -> Server:
+    """A node with its own data dir (cache), on the shared database and bucket."""
     srv = Server(tmp_path / name, env=s3_server.env())
-    srv.args += ["--database-url", f"sqlite:///{tmp_path / 'shared.db'}", "--blob-url", f"s3://{bucket}/cluster"]
+    srv.args += ["--database-url", database_url, "--blob-url", f"s3://{bucket}/cluster"]
     return srv
 
 
 @pytest.fixture(scope="module")
-def nodes(tmp_path_factory, s3_server):
-    """One pair for the module (starting a node costs seconds); the kill test runs last."""
+def nodes(tmp_path_factory, s3_server, pg_cluster):
+    """One pair for the module (starting a node costs seconds) on PostgreSQL, as a real cluster runs; the
+    kill test runs last."""
     tmp, bucket = tmp_path_factory.mktemp("cluster"), s3_server.new_bucket(f"pollux-cluster-{os.getpid()}")
-    a = _node(tmp, s3_server, bucket, "a").start()
-    b = _node(tmp, s3_server, bucket, "b").start()
+    db = pg_cluster.new_database()
+    a = _node(tmp, s3_server, bucket, "a", db).start()
+    b = _node(tmp, s3_server, bucket, "b", db).start()
     a.bucket = b.bucket = bucket
     yield a, b
     a.stop()
