@@ -40,6 +40,9 @@ install_tfserve() {
 
 ensure() {  # $1 = name, $2 = recipe
   local v="$DIR/$1" start
+  mkdir -p "$DIR"
+  exec 8>"$DIR/.$1.lock"
+  flock 8  # an install already running (scripts/test-deps.sh starts them early) is waited for, not repeated
   if [ -f "$v/.installed" ] && [ "$(cat "$v/.installed")" = "$2" ]; then
     echo "$1: ready ($v)"
     return 0

@@ -210,7 +210,7 @@ def test_concurrent_streams_overlap_at_the_server(pollux):
 
     with ThreadPoolExecutor(8) as pool:
         runs = list(pool.map(one, range(8)))
-    assert all(chunks > 10 for _, _, chunks in runs)
+    assert all(chunks > 3 for _, _, chunks in runs)  # streamed (tokens within stream_interval_ms share a chunk)
     # Streams answering at the same moment (from first token to end); serialised, this would be 1.
     together = max(sum(f <= first < e for f, e, _ in runs) for first, _, _ in runs)
     assert together >= 4, runs
