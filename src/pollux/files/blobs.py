@@ -120,14 +120,6 @@ def open_blob_store(settings: "Settings", store: "MetadataStore") -> BlobStore:
     raise StorageError(f"blob_url {url!r} is not file://DIR or s3://BUCKET/PREFIX.")
 
 
-def sha256_of(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(8 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
 class LocalBlobStore:
     def __init__(self, root: Path, fsync: bool = True):
         self.root = Path(root)
@@ -289,7 +281,9 @@ class LocalBlobStore:
         return _Rename(self, session_id, key, hasher.hexdigest())
 
     def blob_sha256(self, key: str) -> str:
-        return sha256_of(self.blob_path(key))
+        from pollux.media.artifact import file_sha256
+
+        return file_sha256(self.blob_path(key))
 
     def local_blob(self, key: str) -> Path:
         return self.blob_path(key)
