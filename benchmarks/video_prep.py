@@ -72,7 +72,15 @@ def _speech(start: int, n: int) -> np.ndarray:
     return (0.12 * voice * syllables * pauses + noise).astype(np.float32)
 
 
-def generate(path: Path, minutes: float, bframes: int = 3, gop: int = 250) -> None:
+def _slice(track: np.ndarray, start: int, n: int) -> np.ndarray:
+    out = np.zeros(n, dtype=np.float32)
+    part = track[start:start + n]
+    out[:len(part)] = part
+    return out
+
+
+def generate(path: Path, minutes: float, bframes: int = 3, gop: int = 250, audio: np.ndarray | None = None) -> None:
+    """`audio`: a mono float32 track at AUDIO_RATE to use instead of the speech-like synthetic one."""
     rng = np.random.default_rng(7)
     canvas_y = _texture(rng, HEIGHT + 400, WIDTH + 800, 40)
     canvas_c = _texture(rng, (HEIGHT + 400) // 2, (WIDTH + 800) // 2, 30)
@@ -107,7 +115,7 @@ def generate(path: Path, minutes: float, bframes: int = 3, gop: int = 250) -> No
             frame.pts, frame.time_base = i, Fraction(1, FPS)
             out.mux(vs.encode(frame))
             while audio_pos < (i + 1) * AUDIO_RATE // FPS:
-                mono = _speech(audio_pos, 1024)
+                mono = _speech(audio_pos, 1024) if audio is None else _slice(audio, audio_pos, 1024)
                 af = av.AudioFrame.from_ndarray(np.stack([mono, mono]), format="fltp", layout="stereo")
                 af.sample_rate, af.pts, af.time_base = AUDIO_RATE, audio_pos, Fraction(1, AUDIO_RATE)
                 out.mux(aus.encode(af))

@@ -73,7 +73,7 @@ class OpenVINORuntime(Runtime):
         self.prefix = PrefixCache(self.options.kv_snapshot_mb * 1024 * 1024)
         self.pin_budget = PinBudget(self.settings.cache_memory_bytes)
         self.stats = {"vision_calls": 0, "vision_tiles": 0, "vision_seconds": 0.0, "prefill_tokens": 0,
-                      "reused_tokens": 0}
+                      "reused_tokens": 0, "prefill_seconds": 0.0}
         self._vision_lock = threading.Lock()  # one encoder inference at a time (background or request)
         self._feature_prefix = ""
         self._reused: int | None = None  # positions the last prefill found in the KV state
@@ -197,6 +197,7 @@ class OpenVINORuntime(Runtime):
         request = self.model.language_model.request
         keep = self.prefix.prepare(request, fast.keys + ([None] if whole else []))
         logits = None
+        began = time.perf_counter()
         try:
             for start in range(keep, fast.length, chunk):
                 if stop is not None and stop():
@@ -209,7 +210,11 @@ class OpenVINORuntime(Runtime):
             self.prefix.invalidate(request)
             raise
         self.stats["reused_tokens"] += keep
+        self.stats["prefill_seconds"] += time.perf_counter() - began
         self._reused = keep
+        if fast.length - keep > 256:  # a long prefill is worth a line (benchmarks/video_e2e.py reads it)
+            log.info("prefilled %d positions after %d cached in %.2f s%s", fast.length - keep, keep,
+                     time.perf_counter() - began, " (warm-up)" if whole else "")
         return np.asarray(logits) if logits is not None else np.empty(0, dtype=np.float32)
 
     def _step(self, token: int) -> "np.ndarray":
