@@ -8,12 +8,25 @@ features and KV prefix are exactly what the first question needs.
 
 Images: the file stays PROCESSING until its features and prefix are ready (`wants` tells the File
 service so), so a question about an ACTIVE image starts answering at once; a request that names the
-image earlier is still served (it waits for the work in flight). Videos: queued once prepared and
-never waited for: an hour of frames would take over an hour here.
+image earlier is still served (it waits for the work in flight).
+
+Videos, in this order (measured with benchmarks/video_e2e.py):
+1. as soon as the frames are decoded (`on_frames`, the first PROCESSING hook), their vision features
+   are queued in the engine's background thread, so they are computed while the transcript is
+   (the speech hook runs meanwhile in the processing thread);
+2. once the transcript is on disk (`on_processed`, the last hook), the whole prompt is queued:
+   what frames remain, then its KV prefix;
+3. the file turns ACTIVE then, without waiting for that work: an hour of frames would take over an
+   hour here, and a question that arrives meanwhile joins the work in flight rather than redoing it
+   (a frame being encoded is waited for, never encoded twice; the prefix being prefilled is waited
+   for and reused: `OpenVINORuntime._warm` holds the model's queue, the question takes its turn
+   after it and prefills only its own words). For the first question the total is the same whether
+   the file stayed PROCESSING for that work or not, so ACTIVE is not held back for it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import threading
@@ -56,6 +69,20 @@ class Warmup:
         """File service predicate: an uploaded image is PROCESSING while an engine computes its features."""
         return mime.startswith("image/") and bool(self.engines())
 
+    def on_frames(self, record: Any, prepared: Any, settings: Any) -> None:
+        """Processor hook, run first: a video's frames go to the vision encoder at once (in the engine's
+        background thread), while the next hooks (the transcript) run here."""
+        from pollux.media.prepared import PreparedVideo
+
+        if not isinstance(prepared, PreparedVideo) or not prepared.frames:
+            return
+        try:
+            frames_only = dataclasses.replace(prepared, audio=None)  # the same frames and keys, no transcript yet
+            for engine in self.engines():
+                engine.precompute(functools.partial(self.prompt_for, engine, record, frames_only), warm_prefix=False)
+        except Exception:  # a warm-up is an optimisation: it never fails a file
+            log.exception("vision warm-up of %s failed", getattr(record, "id", "?"))
+
     def on_processed(self, record: Any, prepared: Any, settings: Any) -> None:
         """Processor hook, run while the file is PROCESSING: an image waits for its features; a
         video's frames are queued and the hook returns at once."""
@@ -96,12 +123,14 @@ class Warmup:
 
 
 def install(files: "FileService", hub: "EngineHub", catalog: "Catalog", generation: "GenerationService") -> Warmup:
-    """Register the warm-up on the Files API: images before they are ACTIVE, videos once prepared.
+    """Register the warm-up on the Files API: images before they are ACTIVE; a video's frames before
+    its transcript is computed, its whole prompt after.
 
     Call it after the speech service's PROCESSING hook is registered, so a video's transcript is on
-    disk before its warm-up prompt is assembled.
+    disk before its whole warm-up prompt is assembled.
     """
     warmup = Warmup(hub, catalog, files, generation)
     files.processing_wanted.append(warmup.wants)
+    files.processor.hooks.insert(0, warmup.on_frames)  # before the transcript: both run at once
     files.processor.hooks.append(warmup.on_processed)
     return warmup

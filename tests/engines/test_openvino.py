@@ -343,28 +343,35 @@ def test_prefix_snapshots_survive_a_question_about_another_file(ov_int8, photos,
     assert ov_int8.stats["prefill_tokens"] - before["prefill_tokens"] < 20
 
 
-def test_video_frames_precomputed_after_processing(ov_int8, tmp_path):
+class _Record:
+    name, mime_type = "files/vid", "video/mp4"
+
+
+def _warmup_for(engine):
+    """A Warmup whose default model is `engine` (the part of EngineHub it uses, faked)."""
     from pollux.catalog import Catalog
     from pollux.generation import GenerationService
     from pollux.warmup import Warmup
 
-    class Hub:  # the part of EngineHub that Warmup uses
-        settings = ov_int8.settings.model_copy(update={"default_model": ov_int8.entry.id})
-        services = ov_int8.services
+    class Hub:
+        settings = engine.settings.model_copy(update={"default_model": engine.entry.id})
+        services = engine.services
 
         def get(self, entry):
-            return ov_int8
+            return engine
 
         def loaded(self):
-            return [ov_int8]
+            return [engine]
 
-    class Record:
-        name, mime_type = "files/vid", "video/mp4"
+    catalog = Catalog([engine.entry])
+    return Warmup(Hub(), catalog, files=None, generation=GenerationService(Hub.settings, catalog, None, Hub()))
 
+
+def test_video_frames_precomputed_after_processing(ov_int8, tmp_path):
+    Record = _Record
     video = make_video(tmp_path / "pv", seconds=6, with_audio=False)
     video.sha256 = "p" * 64
-    catalog = Catalog([ov_int8.entry])
-    warmup = Warmup(Hub(), catalog, files=None, generation=GenerationService(Hub.settings, catalog, None, Hub()))
+    warmup = _warmup_for(ov_int8)
     before = dict(ov_int8.stats)
     warmup.on_processed(Record(), video, ov_int8.settings)  # returns at once; work runs in the background
     assert ov_int8.background.wait_idle(180)
@@ -376,6 +383,84 @@ def test_video_frames_precomputed_after_processing(ov_int8, tmp_path):
     run(ov_int8, prompt, max_output_tokens=3, temperature=0.0)
     assert ov_int8.stats["vision_calls"] == mid["vision_calls"]
     assert ov_int8.stats["prefill_tokens"] - mid["prefill_tokens"] < 20
+
+
+def test_video_frames_are_encoded_while_the_transcript_is_computed(ov_int8, tmp_path):
+    """The processor's hooks in their installed order: the frames hook queues the vision features and
+    returns; the transcript hook (here one that waits for them) runs meanwhile, before the file is ACTIVE."""
+    video = make_video(tmp_path / "tv", seconds=5, with_audio=True)
+    video.sha256 = "t" * 64
+    warmup = _warmup_for(ov_int8)
+    before = dict(ov_int8.stats)
+    seen_in_transcript = []
+
+    def transcript_hook(record, prepared, settings):  # stands in for Whisper: runs in the processing thread
+        deadline = time.monotonic() + 180
+        while ov_int8.stats["vision_calls"] - before["vision_calls"] < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        seen_in_transcript.append(ov_int8.stats["vision_calls"] - before["vision_calls"])
+
+    for hook in (warmup.on_frames, transcript_hook, warmup.on_processed):  # as `warmup.install` orders them
+        hook(_Record(), video, ov_int8.settings)
+    assert seen_in_transcript == [5]  # all five frames encoded while the transcript hook still ran
+    assert ov_int8.background.wait_idle(180)
+    assert ov_int8.stats["vision_calls"] - before["vision_calls"] == 5  # never twice
+    assert ov_int8.stats["prefill_tokens"] > before["prefill_tokens"]  # then the whole prompt's prefix
+
+
+def test_installed_hooks_put_the_frames_before_the_transcript():
+    from pollux import warmup
+
+    class Processor:
+        hooks = [lambda *a: None]  # the speech hook, registered first by the app wiring
+
+    class Files:
+        processing_wanted: list = []
+        processor = Processor()
+
+    w = warmup.install(Files(), hub=None, catalog=None, generation=None)
+    assert Files.processor.hooks[0] == w.on_frames and Files.processor.hooks[-1] == w.on_processed
+
+
+def test_a_question_during_the_prefix_warm_up_joins_it(ov_int8, tmp_path, monkeypatch):
+    """A question that arrives while the warm-up prefills the video's prompt waits for that prefill and
+    reuses it: every frame encoded once, the prompt's positions prefilled once."""
+    video = make_video(tmp_path / "jv", seconds=6, with_audio=False)
+    video.sha256 = "j" * 64
+    runtime = ov_int8.runtime
+    warmup = _warmup_for(ov_int8)
+    started, release = threading.Event(), threading.Event()
+    original = runtime._infer
+
+    def slow_first_prefill(embeds, past):
+        if embeds.shape[1] > 1 and not started.is_set():  # the warm-up's prefill, midway: held until the
+            started.set()                                 # question waits for the model
+            assert release.wait(60)
+        return original(embeds, past)
+
+    monkeypatch.setattr(runtime, "_infer", slow_first_prefill)
+    before = dict(ov_int8.stats)
+    warmup.on_processed(_Record(), video, ov_int8.settings)
+    assert started.wait(180)
+    turns = [RequestTurn("user", [MediaPart(video, "video/mp4", "files/vid"), TextPart("What moves?")])]
+    prompt = assemble(turns, None, capabilities=ov_int8.capabilities, token_budget=4096,
+                      count_tokens=ov_int8.count_tokens)
+    answer = []
+    asking = threading.Thread(target=lambda: answer.extend(run(ov_int8, prompt, max_output_tokens=2,
+                                                               temperature=0.0)))
+    asking.start()
+    deadline = time.monotonic() + 30
+    while ov_int8.queue.waiting == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert ov_int8.queue.waiting == 1  # the question waits for the warm-up's prefill
+    release.set()
+    asking.join(180)
+    assert answer and answer[-1].finish_reason
+    length = ov_int8.count_tokens(prompt)
+    assert ov_int8.stats["vision_calls"] - before["vision_calls"] == 6
+    prefilled = ov_int8.stats["prefill_tokens"] - before["prefill_tokens"]
+    assert prefilled < length + 5  # once (the warm-up's head, then the question's own words), not twice
+    assert ov_int8.stats["reused_tokens"] - before["reused_tokens"] >= length - 20
 
 
 # ---------------------------------------------------------------------------------- through the API
