@@ -194,9 +194,9 @@ def one_round(name: str, pythonpath: str, env: dict, work: Path, catalog: Path, 
             if f.state.name != "ACTIVE":
                 raise RuntimeError(f"the file is {f.state.name}: {f.error}")
             at_active = runtime_stats(server.url)
-            config = types.GenerateContentConfig(max_output_tokens=8, temperature=0.0)
-            if resolution:
-                config.media_resolution = f"MEDIA_RESOLUTION_{resolution.upper()}"
+            config = types.GenerateContentConfig(
+                max_output_tokens=8, temperature=0.0,
+                media_resolution=types.MediaResolution(f"MEDIA_RESOLUTION_{resolution}") if resolution else None)
             asked = time.perf_counter()
             first = None
             for chunk in client.models.generate_content_stream(model=MODEL_ID, contents=[f, QUESTION],
