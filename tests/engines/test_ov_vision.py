@@ -135,6 +135,20 @@ def test_outside_tolerance_keeps_fp32_and_says_why(tiny_smolvlm, ov_settings, mo
     assert ov_convert.converted_dir(entry, ov_settings, tiny_smolvlm) != engine.converted
 
 
+def test_a_quantisation_that_cannot_run_keeps_fp32(ov_default, tmp_path, monkeypatch):
+    import shutil
+
+    import nncf
+
+    folder = tmp_path / "conversion"
+    shutil.copytree(ov_default.converted, folder)
+    monkeypatch.setattr(nncf, "quantize", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("unsupported graph")))
+    report = ov_vision.quantize(folder, progress=lambda message: None)
+    assert "unsupported graph" in report["fallbackReason"] and not (folder / ov_vision.INT8_XML).exists()
+    chosen = ov_vision.choose(folder, "int8-static", ov_vision.precisions())
+    assert (chosen["weights"], chosen["xml"]) == ("fp32", ov_vision.VISION_XML) and chosen["fallbackReason"]
+
+
 def test_vision_weights_modes_are_validated(tiny_smolvlm):
     from pollux.engines import options
 
@@ -182,3 +196,37 @@ def test_unspecified_resolution_gets_the_default_tiling_and_levels_still_overrid
     # the processor's own default (the checkpoint's 2048-px edge) is no longer what an unspecified image gets
     native = ov_default.format.processor.image_processor.size["longest_edge"]
     assert default * ov_default.format.processor.image_processor.max_image_size["longest_edge"] <= native
+
+
+def test_api_reports_the_encoder_and_counts_the_default_tiling(make_client, tmp_path, tiny_smolvlm, ov_settings,  # noqa: F811
+                                                               ov_default):
+    import base64
+    import io
+
+    from tests.conftest import H
+
+    entry = ov_default.entry  # same id and options: the conversion cached by the fixture is reused
+    table = {"id": entry.id, "display_name": "tiny", "description": "tiny", "engine": "openvino",
+             "source": str(tiny_smolvlm), "family": "smolvlm", "input_token_limit": 4096, "output_token_limit": 64}
+    options = ", ".join(f"{k} = {json.dumps(v)}" for k, v in entry.options.items())
+    catalog = tmp_path / "catalog.toml"  # TOML strings and numbers are written as JSON writes them
+    catalog.write_text("[[models]]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in table.items())
+                       + f"options = {{ {options} }}\n")
+    client = make_client(emulator=False, catalog_file=catalog, models_dir=ov_settings.resolved_models_dir,
+                         default_model=entry.id)
+    buf = io.BytesIO()
+    photo = real_photo("astronaut")
+    photo.save(buf, format="PNG")
+    part = {"inlineData": {"mimeType": "image/png", "data": base64.b64encode(buf.getvalue()).decode()}}
+
+    def native(config):
+        body = {"contents": [{"role": "user", "parts": [part, {"text": "What is this?"}]}], "generationConfig": config}
+        r = client.post(f"/v1beta/models/{entry.id}:countTokens", headers=H, json=body)
+        assert r.status_code == 200, r.text
+        return int(r.headers["x-pollux-native-prompt-tokens"])
+
+    assert native({}) == ov_default.count_tokens(photo_prompt(photo))
+    assert native({"mediaResolution": "MEDIA_RESOLUTION_LOW"}) < native({})
+    assert native({"mediaResolution": "MEDIA_RESOLUTION_HIGH"}) > native({})
+    vision = client.get(f"/v1beta/models/{entry.id}", headers=H).json()["polluxRuntime"]["vision"]
+    assert vision == json.loads(json.dumps(ov_default.info()["vision"]))
