@@ -65,12 +65,12 @@ def build(size: str, work: Path) -> Path:
     return folder
 
 
-def entry(size: str, source: Path, weights: str, engine: str = "openvino"):
+def entry(size: str, source: Path, weights: str, engine: str = "openvino", **options):
     from pollux.catalog import ModelEntry
 
     return ModelEntry(id=f"bench-smolvlm-{size}", display_name=size, description="benchmark", engine=engine,
                       source=str(source), family="smolvlm", input_token_limit=8192, output_token_limit=2048,
-                      options={"weights": weights})
+                      options={"weights": weights, **options})
 
 
 def settings(work: Path):
@@ -79,10 +79,10 @@ def settings(work: Path):
     return Settings(data_dir=work / "data", transcribe=False)
 
 
-def convert(size: str, source: Path, weights: str, work: Path) -> float:
+def convert(size: str, source: Path, weights: str, work: Path, **options) -> float:
     from pollux.engines import ov_convert
 
-    e = entry(size, source, weights)
+    e = entry(size, source, weights, **options)
     if ov_convert.is_complete(ov_convert.converted_dir(e, settings(work), source)):
         return 0.0
     t = time.perf_counter()

@@ -68,7 +68,11 @@ DEFAULT_ENTRIES = (
         id="smolvlm2-256m", display_name="SmolVLM2 256M Video Instruct",
         description="Small vision-language model for images and video; the default on CPU.",
         engine="openvino", source="HuggingFaceTB/SmolVLM2-256M-Video-Instruct", family="smolvlm",
-        input_token_limit=8192, output_token_limit=2048, options={"weights": "int8"},
+        input_token_limit=8192, output_token_limit=2048,
+        # Encoder int8 (weights and activations) where within tolerance of fp32; an unspecified
+        # mediaResolution tiles from a 1024-px edge (2x2+1, MEDIUM's tiling): the most that keeps an
+        # inline 768x768 photo's first token within 5 s on 2 cores (benchmarks/media_resolution.py).
+        options={"weights": "int8", "vision_weights": "int8-static", "default_image_tiles": 2},
     ),
     ModelEntry(
         id="smolvlm2-500m", display_name="SmolVLM2 500M Video Instruct",

@@ -153,12 +153,14 @@ class SmolVLMFormat(ChatFormat):
         return "tiles" if self._splits(image) else "single"
 
     def _image_kwargs(self, image: Image) -> dict[str, Any]:
-        """Processor kwargs for this image: splitting, and the longest edge tiles are cut from."""
+        """Processor kwargs for this image: splitting, and the longest edge tiles are cut from (the
+        level's row; unspecified: the entry's `default_image_tiles`, else the processor's size)."""
         out: dict[str, Any] = {"do_image_splitting": self._splits(image)}
         row = resolution.settings(self.family, image.resolution)
-        if row and image.modality != "VIDEO":
+        tiles = row["tiles"] if row else self.options.default_image_tiles
+        if tiles and image.modality != "VIDEO":
             tile = self.processor.image_processor.max_image_size["longest_edge"]
-            out["size"] = {"longest_edge": row["tiles"] * tile}
+            out["size"] = {"longest_edge": tiles * tile}
         return out
 
     def image_inputs(self, image: Image) -> ImageInputs:

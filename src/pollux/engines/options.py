@@ -29,6 +29,9 @@ class LocalOptions(BaseModel):
     dtype: Literal["float32", "float16", "bfloat16", "float64"] = "float32"  # torch runtime
     grounding: str = "owlv2-base"  # the grounding model id or folder for box requests
     image_longest_edge: int | None = None  # SmolVLM2: fewer tiles per image (the processor upsizes to 2048 px)
+    # SmolVLM2: an unspecified mediaResolution's tiling, in tiles on the longest edge (x the encoder's
+    # tile, as resolution.py's rows): the CPU default picked from benchmarks/media_resolution.py.
+    default_image_tiles: int | None = None
     max_pixels: int | None = None  # Qwen2.5-VL pixel caps (still images, video frames)
     frame_max_pixels: int | None = None
     # OpenVINO runtime: conversion (a cache key) and memory.

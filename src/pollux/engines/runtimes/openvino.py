@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pollux.engines import ov_convert
+from pollux.engines import ov_convert, ov_vision
 from pollux.engines.decoding import Session
 from pollux.engines.features import Features, FeatureStore, PinBudget, coarse_to_fine
 from pollux.engines.kv_prefix import PrefixCache
@@ -77,6 +77,7 @@ class OpenVINORuntime(Runtime):
         self._vision_lock = threading.Lock()  # one encoder inference at a time (background or request)
         self._feature_prefix = ""
         self._reused: int | None = None  # positions the last prefill found in the KV state
+        self.vision: dict[str, Any] = {}  # the vision encoder that runs (weights, precision) and why
 
     # ------------------------------------------------------------------------------ lifecycle
 
@@ -90,6 +91,7 @@ class OpenVINORuntime(Runtime):
             config.update(INFERENCE_PRECISION_HINT="f32", KV_CACHE_PRECISION="f32")
         model = OVModelForVisualCausalLM.from_pretrained(str(folder), ov_config=config, compile=False)
         _logits_for_last_position(model.language_model.model)
+        self.vision = ov_vision.apply(model, folder, ov_convert.vision_weights(self.entry), reference=mode == "fp32")
         model.compile()
         processor_settings = json.dumps(format.processor.image_processor.to_dict(), sort_keys=True, default=str)
         self._feature_prefix = f"{folder.name}:{hashlib.sha256(processor_settings.encode()).hexdigest()[:12]}"
@@ -108,6 +110,7 @@ class OpenVINORuntime(Runtime):
     def info(self) -> dict[str, Any]:
         bins = sum(p.stat().st_size for p in self.converted.glob("*.bin")) if self.converted else 0
         return {"weights": ov_convert.weights_mode(self.entry), "converted": str(self.converted),
+                "vision": {k: v for k, v in self.vision.items() if k != "xml"},
                 "memory": {"weightsBytes": bins, "featureCacheBytes": self.features.bytes,
                            "kvSnapshotBytes": self.prefix.bytes, "pinnedBytes": self.pin_budget.used,
                            "pinBudgetBytes": self.pin_budget.max_bytes},
