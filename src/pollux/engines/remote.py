@@ -14,6 +14,7 @@ outstanding requests, skipping those that failed recently.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import math
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import httpx
 
+from pollux import request_timing
 from pollux.engines import boxes, grounding
 from pollux.engines import openai_dialects as dialects
 from pollux.engines import openai_mapping as mapping
@@ -64,6 +66,11 @@ class Replica:
     last_error: str | None = None
     retry_at: float = 0.0
     tokenize: bool | None = None  # vLLM's /tokenize (None: not tried)
+
+    @functools.cached_property
+    def chat_url(self) -> httpx.URL:
+        """Parsed once: httpx parses (and checks the host of) a string URL on every request."""
+        return httpx.URL(self.url + "/chat/completions")
 
     @property
     def root(self) -> str:
@@ -325,7 +332,9 @@ class RemoteEngine(Engine):
         if all(self._data_urls.cached(image) for image in prompt.images()):
             body, payload = self._request(prompt, params)
         else:
+            started = time.perf_counter()
             body, payload = await asyncio.to_thread(self._request, prompt, params)
+            request_timing.add_media(time.perf_counter() - started)  # encoding the images for the server
         hold = params.response_mime_type == "text/x.enum" or self._wants_boxes(prompt, params)
         state = mapping.StreamState(candidates=max(1, params.candidate_count), hold_text=hold)
         await self._enter()
@@ -378,8 +387,9 @@ class RemoteEngine(Engine):
                        state: mapping.StreamState) -> AsyncGenerator[Delta, None]:
         client = self._client()
         try:
-            request = client.build_request("POST", replica.url + "/chat/completions", content=payload,
+            request = client.build_request("POST", replica.chat_url, content=payload,
                                            headers={"Content-Type": "application/json"})
+            request_timing.mark_upstream_sent()
             resp = await client.send(request, stream=True)
             try:
                 if resp.status_code >= 400:
@@ -397,6 +407,7 @@ class RemoteEngine(Engine):
                             for delta in pending:
                                 yield delta
                             pending, sent = [], time.monotonic()
+                request_timing.mark_upstream_done()
                 for delta in pending:
                     yield delta
                 if not state.complete():  # the connection ended cleanly mid-answer: the server died
