@@ -8,7 +8,10 @@ when the entry names none.
 Requests stream on the event loop (`astream`): Pollux never serialises them (the server batches); at most
 `max_in_flight` per entry. Leaving the stream early closes the upstream connection, which cancels the
 request at the server. Retries happen only before the first token; replicas are picked by fewest
-outstanding requests, skipping those that failed recently.
+outstanding requests, skipping those that failed recently. The streamed POST itself goes over the lean
+HTTP/1.1 client of engines/http_stream.py (httpx where that cannot serve: no httptools, a proxy set); the
+other calls (/v1/models, /tokenize) use httpx. What Pollux adds in front of the server is measured per
+request (pollux.request_timing: the Server-Timing header and pollux_remote_added_seconds).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import anyio
 import httpx
 
 from pollux import request_timing
-from pollux.engines import boxes, grounding
+from pollux.engines import boxes, grounding, http_stream
 from pollux.engines import openai_dialects as dialects
 from pollux.engines import openai_mapping as mapping
 from pollux.engines.options import RemoteOptions
@@ -113,6 +116,7 @@ class RemoteEngine(Engine):
         self._in_flight = 0
         self._sync = httpx.Client(timeout=httpx.Timeout(30.0, connect=self.timeout.connect), headers=self._headers())
         self._clients: dict[int, httpx.AsyncClient] = {}  # per event loop (a client belongs to one loop)
+        self._streams: dict[int, http_stream.StreamClient] = {}  # the same, for the chat POST (engines/http_stream.py)
         self._image_costs: dict[tuple, int] = {}
         self._text_counts: dict[str, int] = {}
         self._data_urls = mapping.DataURLCache(opts.image_cache_bytes)
@@ -309,9 +313,10 @@ class RemoteEngine(Engine):
                     return
         finally:
             loop.run_until_complete(stream.aclose())
-            client = self._clients.pop(id(loop), None)
-            if client is not None:
-                loop.run_until_complete(client.aclose())
+            for clients in (self._clients, self._streams):
+                client = clients.pop(id(loop), None)
+                if client is not None:
+                    loop.run_until_complete(client.aclose())
             loop.close()
 
     def _client(self) -> httpx.AsyncClient:
@@ -322,6 +327,25 @@ class RemoteEngine(Engine):
             client = self._clients[id(loop)] = httpx.AsyncClient(timeout=self.timeout, limits=limits,
                                                                  headers=self._headers())
         return client
+
+    def _stream_client(self) -> http_stream.StreamClient | None:
+        """The lean client for the streamed POST (None: httpx does it, where httptools is missing or a proxy is set)."""
+        if not http_stream.usable():
+            return None
+        loop = asyncio.get_running_loop()
+        client = self._streams.get(id(loop))
+        if client is None:
+            client = self._streams[id(loop)] = http_stream.StreamClient(self.timeout, self._headers())
+        return client
+
+    async def _send(self, replica: Replica, payload: bytes) -> "httpx.Response | http_stream.StreamResponse":
+        lean = self._stream_client()
+        if lean is not None:
+            return await lean.post(replica.chat_url, payload)
+        client = self._client()
+        request = client.build_request("POST", replica.chat_url, content=payload,
+                                       headers={"Content-Type": "application/json"})
+        return await client.send(request, stream=True)
 
     async def astream(self, prompt: Prompt, params: GenerationParams) -> AsyncGenerator[Delta, None]:
         """Deltas as the server streams them; closing this iterator closes the upstream request."""
@@ -385,12 +409,9 @@ class RemoteEngine(Engine):
 
     async def _attempt(self, replica: Replica, payload: bytes, body: dict,
                        state: mapping.StreamState) -> AsyncGenerator[Delta, None]:
-        client = self._client()
         try:
-            request = client.build_request("POST", replica.chat_url, content=payload,
-                                           headers={"Content-Type": "application/json"})
             request_timing.mark_upstream_sent()
-            resp = await client.send(request, stream=True)
+            resp = await self._send(replica, payload)
             try:
                 if resp.status_code >= 400:
                     raise self._refusal(replica, resp.status_code, await resp.aread(), body)
@@ -508,7 +529,7 @@ def _text_of(messages: list[dict]) -> str:
     return "\n".join(parts)
 
 
-async def _event_batches(resp: httpx.Response) -> AsyncGenerator[list[dict], None]:
+async def _event_batches(resp: "httpx.Response | http_stream.StreamResponse") -> AsyncGenerator[list[dict], None]:
     """The SSE `data:` payloads of a chat-completions stream, a list per network read (a plain JSON answer
     is accepted too)."""
     if not resp.headers.get("content-type", "").startswith("text/event-stream"):
