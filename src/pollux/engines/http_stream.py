@@ -23,7 +23,7 @@ import httpx
 try:
     import httptools
 except ImportError:  # pragma: no cover - uvicorn[standard] brings it; remote.py falls back to httpx
-    httptools = None
+    httptools = None  # type: ignore[assignment]
 
 READ_SIZE = 256 * 1024
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy")
