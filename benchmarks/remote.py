@@ -5,20 +5,36 @@ The image is a 640x480 JPEG photo, inline: the same one every request (Pollux pr
 hash), or with --distinct-images a different one each time (one pixel changed; both sides get the same
 sequence), which shows the first-sight cost. Both sides stream, at temperature 0 with `ignore_eos`
 (vLLM) so every answer has the same length. Each round runs direct and Pollux back to back (the order
-alternating by round) at each concurrency. Per concurrency it prints the median over rounds of: the
-throughput ratio (Pollux / direct, requests/s) and its spread (min-max over rounds, flagged when wider
-than 20 % of the median), the p50 latency of each, the added p50 (per round, then the median) and the same
-minus Pollux's media preparation (decode, scale: measured in-process, first sight or repeat as the run
-does), Pollux's own CPU time per request (its process, from /proc: on a CPU-only box every such
-millisecond is taken from the engine) and the engine's CPU time per request on each side (its whole
-process group, with --start). Goals (issue 16): throughput >= 90 % of direct, added p50 (excluding media
-preparation) <= 5 ms.
+alternating by round) at each concurrency. Per concurrency it prints the median over rounds and the
+min-max of:
+  thru ratio     Pollux / direct requests/s (NOISY when its spread is over benchmarks/_rounds.MAX_SPREAD)
+  client added   Pollux p50 - direct p50 latency, per round (what a client sees, media preparation included)
+  server added   Pollux's own account, from its /metrics (pollux_remote_added_seconds): the p50 of
+                 arrival -> upstream request sent (media preparation excluded) plus the upstream's last
+                 byte -> the response's last byte; `before` / `after` those two parts; `media` its media
+                 preparation per request (mean)
+  CPU ms/req     Pollux's own CPU time per request (its process, /proc): on a shared CPU every such
+                 millisecond is taken from the engine; and the engine's per request on each side (its whole
+                 process group, with --start or --engine-pgid)
+Goals (issue 16): throughput >= 90 % of direct, added p50 (excluding media preparation) <= 5 ms.
+
+Configurations (what each option means):
+  --pin (default with --start on 2+ CPUs): the engine (every thread of its process group) runs on the first
+      half of the CPUs, Pollux and this load generator on the rest. The engine then has the same CPUs whether
+      the requests come straight or through Pollux, as it would on its own GPU box: the comparison measures what
+      Pollux adds, not how much CPU it takes from an engine sharing its cores. The default because that is the
+      deployment the goal is about (Pollux in front of a GPU server). --no-pin lets everything share every CPU:
+      the worst case, where each Pollux CPU millisecond slows the engine.
+  --model-size tiny (default) | small: the tiny LLaVA of the tests (< 1 MB; the engine's work per request is a
+      few ms, far less than any real VLM's, so Pollux's fixed cost looks large) or a larger random-weight
+      LLaVA (224 px images = 256 image tokens, 6-layer 512-wide Llama, ~30 M parameters) whose per-request
+      engine time (~0.1-0.3 s on CPU) is closer to a real VLM's on a GPU.
 
 Usage:
   python benchmarks/remote.py --start vllm            # builds the tiny LLaVA, starts vLLM and Pollux
   python benchmarks/remote.py --engine-url http://gpu-box:8000/v1 [--model NAME]
       [--engine-pgid PGID] [--rounds 3] [--clients 1,4,16] [--requests 8] [--tokens 32] [--image 640x480]
-      [--distinct-images] [--work DIR]
+      [--distinct-images] [--no-pin] [--model-size small] [--work DIR]
 """
 
 from __future__ import annotations
@@ -35,6 +51,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import _rounds as rounds  # benchmarks/ is the script's folder
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -161,12 +178,48 @@ def group_cpu_seconds(pgid: int | None) -> float:
     return total
 
 
-def start_servers(args, work: Path):
+SMALL_LLAVA = {"vision": dict(hidden_size=256, intermediate_size=1024, num_hidden_layers=4, num_attention_heads=4,
+                              image_size=224, projection_dim=256),
+               "text": dict(hidden_size=512, intermediate_size=1536, num_hidden_layers=6, num_attention_heads=8,
+                            num_key_value_heads=4)}
+
+
+def split_cpus(cpus: set[int]) -> tuple[set[int], set[int]]:
+    """(the engine's CPUs, Pollux's and the load generator's): the first half and the rest."""
+    ordered = sorted(cpus)
+    half = max(1, len(ordered) // 2)
+    return set(ordered[:half]), set(ordered[half:])
+
+
+def pin_group(pgid: int, cpus: set[int]) -> int:
+    """Every thread of every process in a process group onto `cpus` (vLLM binds its own threads at start-up,
+    so the inherited affinity is not enough); how many threads were moved."""
+    moved = 0
+    for task in Path("/proc").glob("[0-9]*/task/[0-9]*"):
+        try:
+            if int((task / "stat").read_text().rsplit(")", 1)[1].split()[2]) != pgid:
+                continue
+            os.sched_setaffinity(int(task.name), cpus)
+            moved += 1
+        except (OSError, ValueError, IndexError):
+            continue
+    return moved
+
+
+def start_servers(args, work: Path, engine_cpus: set[int] | None):
     from tests.fixtures.openai_servers import OpenAIServer, build_llava, ensure_venv
 
     ensure_venv(args.start)
-    model_dir = build_llava(work / "llava")
-    engine = OpenAIServer(args.start, model_dir, work / f"{args.start}.log").start(timeout=900)
+    model_dir = (build_llava(work / "llava-small", **SMALL_LLAVA) if args.model_size == "small"
+                 else build_llava(work / "llava"))
+    mine = os.sched_getaffinity(0)
+    if engine_cpus:
+        os.environ["VLLM_CPU_OMP_THREADS_BIND"] = ",".join(map(str, sorted(engine_cpus)))
+        os.sched_setaffinity(0, engine_cpus)  # inherited by the server and the processes it starts
+    try:
+        engine = OpenAIServer(args.start, model_dir, work / f"{args.start}.log").start(timeout=900)
+    finally:
+        os.sched_setaffinity(0, mine)
     return engine, engine.url, engine.model
 
 
@@ -175,16 +228,62 @@ def start_pollux(engine_url: str, model: str, work: Path):
 
     catalog = work / "catalog.toml"
     catalog.write_text(f'[[models]]\nid = "bench"\nengine = "openai"\nsource = "{engine_url}"\n'
-                       f'input_token_limit = 2048\noptions = {{ model = "{model}", extra_body = {{ ignore_eos = true }} }}\n')
+                       f'input_token_limit = 4096\noptions = {{ model = "{model}", extra_body = {{ ignore_eos = true }} }}\n')
     return Server(work / "pollux", emulator=False, keys=f"{KEY}:bench",
                   env={"POLLUX_CATALOG_FILE": str(catalog), "POLLUX_LOG_LEVEL": "warning"}).start()
 
 
+def scrape(url: str) -> dict[str, float]:
+    """Pollux's added-time histograms (bucket counts, sums, counts), from /metrics."""
+    out: dict[str, float] = {}
+    for line in httpx.get(url + "/metrics", timeout=10).text.splitlines():
+        if line.startswith(("pollux_remote_added_seconds", "pollux_remote_media_preparation_seconds")):
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out
+
+
+def histogram_p50(before: dict, after: dict, phase: str) -> float:
+    """The median (ms) of one phase's observations between two scrapes: the bucket the middle falls in,
+    interpolated linearly (buckets are 0.25-1 ms wide below 5 ms)."""
+    buckets = []
+    for name, value in after.items():
+        if name.startswith("pollux_remote_added_seconds_bucket") and f'phase="{phase}"' in name:
+            le = name.split('le="', 1)[1].split('"', 1)[0]
+            buckets.append((float("inf") if le == "+Inf" else float(le), value - before.get(name, 0.0)))
+    buckets.sort()
+    total = buckets[-1][1] if buckets else 0
+    if not total:
+        return float("nan")
+    lower, below = 0.0, 0.0
+    for le, count in buckets:
+        if count >= total / 2:
+            if le == float("inf"):
+                return lower * 1000
+            share = (total / 2 - below) / max(count - below, 1e-9)
+            return (lower + (le - lower) * share) * 1000
+        lower, below = le, count
+    return float("nan")
+
+
+def media_mean_ms(before: dict, after: dict) -> float:
+    key = "pollux_remote_media_preparation_seconds_"
+    count = after.get(key + "count", 0) - before.get(key + "count", 0)
+    return (after.get(key + "sum", 0) - before.get(key + "sum", 0)) * 1000 / count if count else float("nan")
+
+
+def cell(values: list[float], fmt: str = ".1f") -> str:
+    return rounds.summary(values, fmt) if values else "-"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--start", choices=["vllm", "tfserve"], help="start this server on the tiny LLaVA")
+    ap.add_argument("--start", choices=["vllm", "tfserve"], help="start this server on a random-weight LLaVA")
     ap.add_argument("--engine-url", help="an already running OpenAI-compatible server (…/v1)")
     ap.add_argument("--model", help="the served model name (default: the first of /v1/models)")
+    ap.add_argument("--model-size", choices=["tiny", "small"], default="tiny", help="with --start: see above")
+    ap.add_argument("--pin", action=argparse.BooleanOptionalAction, default=None,
+                    help="engine and Pollux on separate CPUs (default: on with --start and 2+ CPUs)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--clients", default="1,4,16")
     ap.add_argument("--requests", type=int, default=8, help="per client per run")
@@ -192,30 +291,41 @@ def main() -> None:
     ap.add_argument("--image", default="640x480")
     ap.add_argument("--distinct-images", action="store_true", help="a different image every request")
     ap.add_argument("--engine-pgid", type=int, help="with --engine-url: the local engine's process group, to "
-                    "measure its CPU per request")
+                    "measure its CPU per request (and pin it)")
     ap.add_argument("--work", type=Path)
     args = ap.parse_args()
     if not (args.start or args.engine_url):
         ap.error("give --start or --engine-url")
     work = args.work or Path(tempfile.mkdtemp(prefix="pollux-remote-bench-"))
     work.mkdir(parents=True, exist_ok=True)
+    cpus = os.sched_getaffinity(0)
+    pin = (args.start is not None or args.engine_pgid is not None) and len(cpus) >= 2 if args.pin is None else args.pin
+    engine_cpus, pollux_cpus = split_cpus(cpus) if pin else (None, None)
     engine = None
     if args.start:
-        engine, url, model = start_servers(args, work)
+        engine, url, model = start_servers(args, work, engine_cpus)
     else:
         url = args.engine_url.rstrip("/")
         model = args.model or httpx.get(url + "/models", timeout=10).json()["data"][0]["id"]
+    pgid = engine.proc.pid if engine is not None else args.engine_pgid  # started in its own session: pid == pgid
+    if pollux_cpus:
+        os.sched_setaffinity(0, pollux_cpus)  # Pollux (started next) and this load generator
     pollux = start_pollux(url, model, work)
     photo = make_jpeg(tuple(int(v) for v in args.image.split("x")))
     clients = [int(x) for x in args.clients.split(",")]
     needed = 8 + 2 * args.rounds * sum(clients) * args.requests
     jpegs = jpeg_variants(photo, needed if args.distinct_images else 20)
-    pgid = engine.proc.pid if engine is not None else args.engine_pgid  # started in its own session: pid == pgid
     try:
+        if engine_cpus and pgid is not None:
+            moved = pin_group(pgid, engine_cpus)
+            print(f"pinned: the engine ({moved} threads) on CPUs {sorted(engine_cpus)}, Pollux and the clients on "
+                  f"{sorted(pollux_cpus or ())}")
+        else:
+            print(f"not pinned: everything shares CPUs {sorted(cpus)}")
         prep = media_prep_ms(jpegs, repeat=not args.distinct_images)
-        print(f"engine {url} model {model}; image {args.image} JPEG {len(photo) // 1024} KiB, "
-              f"{'a different one each request' if args.distinct_images else 'the same every request'}; "
-              f"Pollux media preparation {prep:.2f} ms (median, {'first sight' if args.distinct_images else 'repeat'})")
+        print(f"engine {url} model {model} ({args.model_size if args.start else 'external'}); image {args.image} JPEG "
+              f"{len(photo) // 1024} KiB, {'a different one each request' if args.distinct_images else 'the same every request'}; "
+              f"Pollux media preparation {prep:.2f} ms (in-process median, {'first sight' if args.distinct_images else 'repeat'})")
         images = {"direct": iter(jpegs), "pollux": iter(jpegs)}  # the same sequence on both sides
 
         def image(side: str) -> bytes:
@@ -226,61 +336,86 @@ def main() -> None:
         asyncio.run(run("warm", 2, 2, direct))
         asyncio.run(run("warm", 2, 2, via))
         results: dict[int, list[dict]] = {}
+        loads = []
         for r in range(args.rounds):
+            loads.append(os.getloadavg()[0])
             for n in clients:
-                order = [("direct", direct), ("pollux", via)]
-                if r % 2:
-                    order.reverse()  # interleaved: neither side always runs first
-                row = {}
-                for name, call in order:
+                row: dict = {}
+                for name in rounds.order(["direct", "pollux"], r):  # interleaved: neither side always runs first
+                    call = direct if name == "direct" else via
                     cpu, engine_cpu = cpu_seconds(pollux.proc.pid), group_cpu_seconds(pgid)
+                    metrics = scrape(pollux.url) if name == "pollux" else {}
                     rps, lat = asyncio.run(run(name, n, args.requests, call))
                     row[name] = (rps, statistics.median(lat))
                     row[f"{name}_engine_cpu_ms"] = (group_cpu_seconds(pgid) - engine_cpu) * 1000 / (n * args.requests)
                     if name == "pollux":
                         row["cpu_ms"] = (cpu_seconds(pollux.proc.pid) - cpu) * 1000 / (n * args.requests)
+                        now = scrape(pollux.url)
+                        for phase in ("total", "before", "after"):
+                            row[f"server_{phase}"] = histogram_p50(metrics, now, phase)
+                        row["server_media"] = media_mean_ms(metrics, now)
                 results.setdefault(n, []).append(row)
-                print(f"round {r + 1} clients {n}: ratio {row['pollux'][0] / row['direct'][0]:.3f}, added p50 "
-                      f"{(row['pollux'][1] - row['direct'][1]) * 1000:.1f} ms, Pollux CPU {row['cpu_ms']:.1f} ms/req",
-                      flush=True)
-        print(f"\n{'clients':>7} {'thru ratio':>10} {'spread':>13} {'direct p50':>10} {'pollux p50':>10} "
-              f"{'added p50':>9} {'spread':>13} {'excl. prep':>10} {'direct r/s':>10} {'pollux r/s':>10} "
-              f"{'CPU ms/req':>10} {'engine CPU ms/req d/p':>21}")
-        summary = {}
-        wide = []
-        for n, rows in results.items():
-            ratios = [row["pollux"][0] / row["direct"][0] for row in rows]
-            added = [(row["pollux"][1] - row["direct"][1]) * 1000 for row in rows]
-            d50 = statistics.median(row["direct"][1] for row in rows) * 1000
-            p50 = statistics.median(row["pollux"][1] for row in rows) * 1000
-            med_added = statistics.median(added)
-            med = lambda key: statistics.median(row[key] for row in rows)  # noqa: E731
-            summary[n] = {"throughput_ratio": statistics.median(ratios), "ratio_min": min(ratios),
-                          "ratio_max": max(ratios), "direct_p50_ms": d50, "pollux_p50_ms": p50,
-                          "added_p50_ms": med_added, "added_min": min(added), "added_max": max(added),
-                          "added_p50_excl_prep_ms": med_added - prep,
-                          "direct_rps": statistics.median(row["direct"][0] for row in rows),
-                          "pollux_rps": statistics.median(row["pollux"][0] for row in rows),
-                          "pollux_cpu_ms_per_request": med("cpu_ms"),
-                          "engine_cpu_ms_per_request_direct": med("direct_engine_cpu_ms"),
-                          "engine_cpu_ms_per_request_pollux": med("pollux_engine_cpu_ms")}
-            s = summary[n]
-            if (max(ratios) - min(ratios)) > 0.2 * statistics.median(ratios):
-                wide.append(n)
-            print(f"{n:>7} {s['throughput_ratio']:>10.3f} {s['ratio_min']:>6.3f}-{s['ratio_max']:<6.3f} {d50:>10.1f} "
-                  f"{p50:>10.1f} {med_added:>9.1f} {min(added):>6.1f}-{max(added):<6.1f} {med_added - prep:>10.1f} "
-                  f"{s['direct_rps']:>10.2f} {s['pollux_rps']:>10.2f} {s['pollux_cpu_ms_per_request']:>10.1f} "
-                  f"{s['engine_cpu_ms_per_request_direct']:>10.1f}/{s['engine_cpu_ms_per_request_pollux']:<10.1f}")
-        if wide:
-            print(f"\nThe throughput ratio's spread over rounds is wider than 20 % of its median at {wide} clients: "
-                  "the machine's load changed between runs; these medians are not a measurement to rely on "
-                  "(run more rounds, or on a quiet machine).")
-        (work / "remote-bench.json").write_text(json.dumps({"prep_ms": prep, "distinct_images": args.distinct_images,
-                                                            "results": summary}, indent=1))
+                print(f"round {r + 1} clients {n}: ratio {row['pollux'][0] / row['direct'][0]:.3f}, client added p50 "
+                      f"{(row['pollux'][1] - row['direct'][1]) * 1000:.1f} ms, server added p50 "
+                      f"{row['server_total']:.2f} ms, Pollux CPU {row['cpu_ms']:.1f} ms/req", flush=True)
+        loads.append(os.getloadavg()[0])
+        report(results, prep, loads, args, work, pin)
     finally:
         pollux.stop()
         if engine is not None:
             engine.stop()
+
+
+def report(results: dict[int, list[dict]], prep: float, loads: list[float], args, work: Path, pin: bool) -> None:
+    print(f"\n{args.rounds} interleaved rounds, {os.cpu_count()} CPUs, {'pinned' if pin else 'not pinned'}, "
+          f"model {args.model_size}; load average (1 min) at each round's start and the end: "
+          f"{', '.join(f'{v:.1f}' for v in loads)}; median [min-max] over rounds")
+    cols = ["clients", "thru ratio", "direct r/s", "pollux r/s", "direct p50 ms", "client added ms",
+            "server added ms", "before/after ms", "media ms", "Pollux CPU ms/req", "engine CPU ms/req d/p"]
+    lines, summary, noisy = [], {}, []
+    for n, rows in results.items():
+        ratios = [row["pollux"][0] / row["direct"][0] for row in rows]
+        added = [(row["pollux"][1] - row["direct"][1]) * 1000 for row in rows]
+        values = lambda key: [row[key] for row in rows if row[key] == row[key]]  # noqa: E731
+        med = lambda key: statistics.median(values(key)) if values(key) else float("nan")  # noqa: E731
+        ratio, text = rounds.headline(ratios)
+        if ratio is None:
+            noisy.append(n)
+        summary[n] = {"throughput_ratio": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),
+                      "ratio_spread": rounds.spread(ratios), "noisy": ratio is None,
+                      "direct_rps": statistics.median(row["direct"][0] for row in rows),
+                      "pollux_rps": statistics.median(row["pollux"][0] for row in rows),
+                      "direct_p50_ms": statistics.median(row["direct"][1] for row in rows) * 1000,
+                      "pollux_p50_ms": statistics.median(row["pollux"][1] for row in rows) * 1000,
+                      "client_added_p50_ms": statistics.median(added), "client_added_min": min(added),
+                      "client_added_max": max(added), "server_added_p50_ms": med("server_total"),
+                      "server_before_p50_ms": med("server_before"), "server_after_p50_ms": med("server_after"),
+                      "server_media_ms": med("server_media"), "pollux_cpu_ms_per_request": med("cpu_ms"),
+                      "engine_cpu_ms_per_request_direct": med("direct_engine_cpu_ms"),
+                      "engine_cpu_ms_per_request_pollux": med("pollux_engine_cpu_ms")}
+        s = summary[n]
+        lines.append([str(n), cell(ratios, ".3f") + (" NOISY" if ratio is None else ""), f"{s['direct_rps']:.2f}",
+                      f"{s['pollux_rps']:.2f}", f"{s['direct_p50_ms']:.1f}", cell(added), cell(values("server_total"), ".2f"),
+                      f"{s['server_before_p50_ms']:.2f}/{s['server_after_p50_ms']:.2f}", f"{s['server_media_ms']:.2f}",
+                      cell(values("cpu_ms")),
+                      f"{s['engine_cpu_ms_per_request_direct']:.1f}/{s['engine_cpu_ms_per_request_pollux']:.1f}"])
+    widths = [max(len(c), *(len(line[i]) for line in lines)) for i, c in enumerate(cols)]
+    print("  ".join(f"{c:>{w}}" for c, w in zip(cols, widths)))
+    for line in lines:
+        print("  ".join(f"{c:>{w}}" for c, w in zip(line, widths)))
+    print(f"(in-process media preparation {prep:.2f} ms; client added includes it, server added excludes it)")
+    ok_ratio = None if noisy else all(s["throughput_ratio"] >= 0.9 for s in summary.values())
+    print(rounds.goal("throughput >= 90 % of direct at every concurrency", ok_ratio))
+    print(rounds.goal("server-side added p50 (excluding media preparation) <= 5 ms",
+                      all(s["server_added_p50_ms"] <= 5 for s in summary.values())))
+    print(rounds.goal("client-side added p50 minus media preparation <= 5 ms", None if noisy else
+                      all(s["client_added_p50_ms"] - prep <= 5 for s in summary.values())))
+    if noisy:
+        print(f"NOISY at {noisy} clients: the throughput ratio's spread over rounds is wider than "
+              f"{rounds.MAX_SPREAD:.0%} of its median; rerun with more rounds or on a quieter machine.")
+    (work / "remote-bench.json").write_text(json.dumps({"prep_ms": prep, "distinct_images": args.distinct_images,
+                                                        "pinned": pin, "model_size": args.model_size,
+                                                        "load_averages": loads, "results": summary}, indent=1))
 
 
 if __name__ == "__main__":

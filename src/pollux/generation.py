@@ -20,6 +20,7 @@ import secrets
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -28,7 +29,7 @@ from typing import TYPE_CHECKING
 
 from starlette.concurrency import run_in_threadpool
 
-from pollux import capabilities
+from pollux import capabilities, request_timing
 from pollux import prompt as prompt_assembly
 from pollux.catalog import Catalog, Resolved, check_thinking
 from pollux.engines.base import Delta, Engine, GenerationParams
@@ -188,7 +189,9 @@ class GenerationService:
             for part in turn.parts:
                 position += 1
                 if isinstance(part, (FileRef, InlineRef)):
+                    started = time.perf_counter()
                     parts.append(self._media(project, part, scratch, position - 1, fetcher))
+                    request_timing.add_media(time.perf_counter() - started)
                 else:
                     parts.append(part)
             out.append(RequestTurn(turn.role, parts))

@@ -125,7 +125,11 @@ class RateLimiter:
                                if m in over and (cap := limits.get(m)) is not None])
 
     async def admit(self, project: str, job) -> None:
-        """The hook the generate routes call once the prompt is counted (a generation.Job)."""
+        """The hook the generate routes call once the prompt is counted (a generation.Job). A project without
+        limits, known from a fresh read of the table, costs no thread hop."""
+        model = job.model.requested.removeprefix("models/")
+        if time.monotonic() - self._loaded <= self.refresh and self.limits_for(project, model) is None:
+            return
         await run_in_threadpool(self.check, project, job.model.requested, job.usage.prompt_tokens)
 
     def sweep(self) -> int:

@@ -31,11 +31,15 @@ from starlette.types import Scope
 
 if TYPE_CHECKING:
     from pollux.api.context import AppContext
+    from pollux.request_timing import RequestTiming
     from pollux.settings import Settings
 
 log = logging.getLogger("pollux.ops")
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("pollux_request_id", default=None)
 _VERBS = ("generateContent", "streamGenerateContent", "countTokens")
+# Fine at the low end: the added latency's goal is a few milliseconds.
+ADDED_BUCKETS = (.00025, .0005, .00075, .001, .0015, .002, .003, .004, .005, .0075, .01, .015, .02, .03, .05, .1,
+                 .25, 1, 5)
 
 
 # ---------------------------------------------------------------------------------------------- logging
@@ -93,6 +97,13 @@ class Ops:
         self.latency = Histogram("pollux_http_request_duration_seconds", "Time to the end of the response "
                                  "(a stream's last chunk)", ["method", "route"], registry=self.registry,
                                  buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300))
+        self.remote_added = Histogram(
+            "pollux_remote_added_seconds", "Time Pollux adds in front of a remote engine, per request: `before` "
+            "(arrival to the upstream request sent, media preparation excluded), `after` (the upstream's last byte "
+            "to the response's), `total` (both)", ["phase"], registry=self.registry, buckets=ADDED_BUCKETS)
+        self.media_seconds = Histogram("pollux_remote_media_preparation_seconds", "Media preparation of a "
+                                       "remote-engine request (decode, scale, encode for the server)",
+                                       registry=self.registry, buckets=ADDED_BUCKETS)
         self.upload_bytes = Counter("pollux_upload_bytes", "Upload body bytes received", registry=self.registry)
         self.in_flight_gauge = Gauge("pollux_http_requests_in_flight", "Requests being served (ops routes "
                                      "excluded)", registry=self.registry)
@@ -102,6 +113,13 @@ class Ops:
         self.context = context
         if context is not None:
             self.registry.register(_StateCollector(context, self))
+
+    def observe_remote(self, timing: "RequestTiming") -> None:
+        before, after = timing.before(), timing.after()
+        self.remote_added.labels("before").observe(before)
+        self.remote_added.labels("after").observe(after)
+        self.remote_added.labels("total").observe(before + after)
+        self.media_seconds.observe(timing.media)
 
     def enter(self) -> None:
         with self._lock:

@@ -16,6 +16,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from pollux.api.context import ctx
 from pollux.api.errors import status_body
 from pollux.observability import Ops, readiness, request_id, route_label
+from pollux.request_timing import RequestTiming
+from pollux.request_timing import current as current_timing
 
 OPS_PATHS = ("/healthz", "/readyz", "/metrics")  # never refused while draining, not counted as work
 UPLOAD_PREFIXES = ("/upload/", "/resumable/upload/")
@@ -33,20 +35,26 @@ class Observe:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        timing = RequestTiming(time.perf_counter())
         rid = _incoming_id(scope) or uuid.uuid4().hex
         token = request_id.set(rid)
+        timing_token = current_timing.set(timing)
         ops_route = scope["path"] in OPS_PATHS
         status = {"code": 500}
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
-                message = {**message, "headers": [*message.get("headers", []), (b"x-request-id", rid.encode())]}
+                extra = [(b"x-request-id", rid.encode())]
+                if not ops_route:
+                    extra.append((b"server-timing", timing.server_timing(time.perf_counter()).encode()))
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            elif not message.get("more_body") and timing.finished is None:
+                timing.finished = time.perf_counter()  # the last body message is being written
             await send(message)
 
         if scope["path"].startswith(UPLOAD_PREFIXES):
             receive = self._counting(receive)
-        start = time.perf_counter()
         try:
             if ops_route:
                 await self.app(scope, receive, send_with_id)
@@ -62,7 +70,10 @@ class Observe:
             route = route_label(scope)
             self.ops.requests.labels(scope["method"], route, str(status["code"])).inc()
             if not ops_route:
-                self.ops.latency.labels(scope["method"], route).observe(time.perf_counter() - start)
+                self.ops.latency.labels(scope["method"], route).observe(time.perf_counter() - timing.arrived)
+                if timing.remote and timing.finished is not None:
+                    self.ops.observe_remote(timing)
+            current_timing.reset(timing_token)
             request_id.reset(token)
 
     def _counting(self, receive: Receive) -> Receive:

@@ -8,12 +8,16 @@ when the entry names none.
 Requests stream on the event loop (`astream`): Pollux never serialises them (the server batches); at most
 `max_in_flight` per entry. Leaving the stream early closes the upstream connection, which cancels the
 request at the server. Retries happen only before the first token; replicas are picked by fewest
-outstanding requests, skipping those that failed recently.
+outstanding requests, skipping those that failed recently. The streamed POST itself goes over the lean
+HTTP/1.1 client of engines/http_stream.py (httpx where that cannot serve: no httptools, a proxy set); the
+other calls (/v1/models, /tokenize) use httpx. What Pollux adds in front of the server is measured per
+request (pollux.request_timing: the Server-Timing header and pollux_remote_added_seconds).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import math
@@ -28,7 +32,8 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import httpx
 
-from pollux.engines import boxes, grounding
+from pollux import request_timing
+from pollux.engines import boxes, grounding, http_stream
 from pollux.engines import openai_dialects as dialects
 from pollux.engines import openai_mapping as mapping
 from pollux.engines.options import RemoteOptions
@@ -64,6 +69,11 @@ class Replica:
     last_error: str | None = None
     retry_at: float = 0.0
     tokenize: bool | None = None  # vLLM's /tokenize (None: not tried)
+
+    @functools.cached_property
+    def chat_url(self) -> httpx.URL:
+        """Parsed once: httpx parses (and checks the host of) a string URL on every request."""
+        return httpx.URL(self.url + "/chat/completions")
 
     @property
     def root(self) -> str:
@@ -106,6 +116,7 @@ class RemoteEngine(Engine):
         self._in_flight = 0
         self._sync = httpx.Client(timeout=httpx.Timeout(30.0, connect=self.timeout.connect), headers=self._headers())
         self._clients: dict[int, httpx.AsyncClient] = {}  # per event loop (a client belongs to one loop)
+        self._streams: dict[int, http_stream.StreamClient] = {}  # the same, for the chat POST (engines/http_stream.py)
         self._image_costs: dict[tuple, int] = {}
         self._text_counts: dict[str, int] = {}
         self._data_urls = mapping.DataURLCache(opts.image_cache_bytes)
@@ -302,9 +313,10 @@ class RemoteEngine(Engine):
                     return
         finally:
             loop.run_until_complete(stream.aclose())
-            client = self._clients.pop(id(loop), None)
-            if client is not None:
-                loop.run_until_complete(client.aclose())
+            for clients in (self._clients, self._streams):
+                client = clients.pop(id(loop), None)
+                if client is not None:
+                    loop.run_until_complete(client.aclose())
             loop.close()
 
     def _client(self) -> httpx.AsyncClient:
@@ -316,6 +328,25 @@ class RemoteEngine(Engine):
                                                                  headers=self._headers())
         return client
 
+    def _stream_client(self) -> http_stream.StreamClient | None:
+        """The lean client for the streamed POST (None: httpx does it, where httptools is missing or a proxy is set)."""
+        if not http_stream.usable():
+            return None
+        loop = asyncio.get_running_loop()
+        client = self._streams.get(id(loop))
+        if client is None:
+            client = self._streams[id(loop)] = http_stream.StreamClient(self.timeout, self._headers())
+        return client
+
+    async def _send(self, replica: Replica, payload: bytes) -> "httpx.Response | http_stream.StreamResponse":
+        lean = self._stream_client()
+        if lean is not None:
+            return await lean.post(replica.chat_url, payload)
+        client = self._client()
+        request = client.build_request("POST", replica.chat_url, content=payload,
+                                       headers={"Content-Type": "application/json"})
+        return await client.send(request, stream=True)
+
     async def astream(self, prompt: Prompt, params: GenerationParams) -> AsyncGenerator[Delta, None]:
         """Deltas as the server streams them; closing this iterator closes the upstream request."""
         if not self.model:
@@ -325,7 +356,9 @@ class RemoteEngine(Engine):
         if all(self._data_urls.cached(image) for image in prompt.images()):
             body, payload = self._request(prompt, params)
         else:
+            started = time.perf_counter()
             body, payload = await asyncio.to_thread(self._request, prompt, params)
+            request_timing.add_media(time.perf_counter() - started)  # encoding the images for the server
         hold = params.response_mime_type == "text/x.enum" or self._wants_boxes(prompt, params)
         state = mapping.StreamState(candidates=max(1, params.candidate_count), hold_text=hold)
         await self._enter()
@@ -376,11 +409,9 @@ class RemoteEngine(Engine):
 
     async def _attempt(self, replica: Replica, payload: bytes, body: dict,
                        state: mapping.StreamState) -> AsyncGenerator[Delta, None]:
-        client = self._client()
         try:
-            request = client.build_request("POST", replica.url + "/chat/completions", content=payload,
-                                           headers={"Content-Type": "application/json"})
-            resp = await client.send(request, stream=True)
+            request_timing.mark_upstream_sent()
+            resp = await self._send(replica, payload)
             try:
                 if resp.status_code >= 400:
                     raise self._refusal(replica, resp.status_code, await resp.aread(), body)
@@ -397,6 +428,7 @@ class RemoteEngine(Engine):
                             for delta in pending:
                                 yield delta
                             pending, sent = [], time.monotonic()
+                request_timing.mark_upstream_done()
                 for delta in pending:
                     yield delta
                 if not state.complete():  # the connection ended cleanly mid-answer: the server died
@@ -497,7 +529,7 @@ def _text_of(messages: list[dict]) -> str:
     return "\n".join(parts)
 
 
-async def _event_batches(resp: httpx.Response) -> AsyncGenerator[list[dict], None]:
+async def _event_batches(resp: "httpx.Response | http_stream.StreamResponse") -> AsyncGenerator[list[dict], None]:
     """The SSE `data:` payloads of a chat-completions stream, a list per network read (a plain JSON answer
     is accepted too)."""
     if not resp.headers.get("content-type", "").startswith("text/event-stream"):
