@@ -3,7 +3,9 @@ catalog entries (the servers themselves are exercised in test_remote_vllm.py / t
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 
 import pytest
 from PIL import Image as PILImage
@@ -220,3 +222,19 @@ def test_logprobs_of_a_chunk():
     state = m.StreamState()
     (d,) = state.feed({"choices": [{"index": 0, "delta": {"content": "hi"}, "logprobs": raw}]})
     assert d.logprobs == [t]
+
+
+@pytest.mark.parametrize("url", [
+    "data:image/jpeg;base64," + base64.b64encode(os.urandom(3000)).decode(),
+    "data:image/png;base64,AAAA",
+    'data:image/png;base64,AA"AA',  # not plain: escaped by json.dumps as usual
+    "data:image/png;base64,AA\u00e9A",
+    "https://example.com/a.png",
+])
+def test_request_bytes_equal_json_dumps(url):
+    body = {"model": "m", "stream": True, "messages": [
+        {"role": "system", "content": 'sys "q" \u00e9 \u0001'},
+        {"role": "user", "content": [{"type": "image_url", "image_url": {"url": url, "detail": "high"}},
+                                     {"type": "text", "text": "\u0001pollux-data-url\u0001"},
+                                     {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,QUJD"}}]}]}
+    assert m.encode_body(body) == json.dumps(body).encode()

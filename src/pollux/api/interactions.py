@@ -17,8 +17,6 @@ modalities other than text.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import secrets
 from collections.abc import AsyncIterator
@@ -29,6 +27,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from pollux import b64
 from pollux.api.context import ctx
 from pollux.api.errors import error_body
 from pollux.api.generate import read_json, to_input
@@ -127,9 +126,8 @@ def _content_part(item: Any, where: str) -> dict:
     if not mime:
         raise InvalidArgument(f"{where}.mime_type is required with inline `data`.")
     try:
-        raw = base64.b64decode(data + "=" * (-len(data) % 4), altchars=b"-_" if ("-" in data or "_" in data)
-                               else None, validate=True) if isinstance(data, str) else None
-    except (binascii.Error, ValueError):
+        raw = b64.decode(data) if isinstance(data, str) else None
+    except ValueError:
         raw = None
     if raw is None:
         raise InvalidArgument(f"{where}.data is not valid base64.")

@@ -9,8 +9,6 @@ Responses are built as plain lowerCamelCase dicts in `api/render.py`.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import functools
 import logging
 import re
@@ -21,6 +19,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel, to_snake
 from pydantic_core import PydanticCustomError
 
+from pollux import b64
 from pollux.errors import InvalidArgument
 
 log = logging.getLogger("pollux.api.schema")
@@ -94,11 +93,9 @@ class Blob(Wire):
     def _b64(cls, v: Any) -> bytes:
         if isinstance(v, bytes):
             return v
-        s = str(v)
         try:
-            return base64.b64decode(s + "=" * (-len(s) % 4), altchars=b"-_" if ("-" in s or "_" in s) else None,
-                                    validate=True)
-        except (binascii.Error, ValueError):
+            return b64.decode(str(v))
+        except ValueError:
             raise ValueError("inlineData.data is not valid base64") from None
 
 

@@ -9,13 +9,14 @@ and `tool` messages.
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import re
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from pollux import b64
 from pollux.engines import resolution
 from pollux.engines.base import Delta, GenerationParams, TokenLogprob
 from pollux.engines.openai_dialects import DIALECTS, Dialect
@@ -34,7 +35,7 @@ def data_url(image: Any, video_frame: bool = False) -> str:
     exact pixels but costs several times the encoding time and bytes on the wire, for no visible change."""
     buf = io.BytesIO()
     image.convert("RGB").save(buf, format="JPEG", quality=90 if video_frame else 95)
-    return f"data:image/jpeg;base64,{base64.b64encode(buf.getvalue()).decode()}"
+    return f"data:image/jpeg;base64,{b64.encode(buf.getvalue())}"
 
 
 class DataURLCache:
@@ -89,6 +90,54 @@ def _image_part(image: Image, image_url) -> dict:
     return {"type": "image_url", "image_url": part}
 
 
+def encode_body(body: dict) -> bytes:
+    """`json.dumps(body).encode()`, without JSON-escaping the images' data URLs.
+
+    A data URL is base64 behind an ASCII prefix: nothing in it needs escaping, yet `json.dumps` scans
+    it character by character (~0.8 ms per 130 KB image, as long as decoding it). Each one is swapped
+    for a marker, the rest is serialised, and the URLs are joined back in in order (json.dumps keeps
+    dict and list order, and the walk below visits them in that order)."""
+    urls: list[bytes] = []
+    marker = f"\u0001{uuid.uuid4().hex}\u0001"  # fresh per body: no text a client sent can hold it
+
+    def swap(node: Any) -> Any:
+        if isinstance(node, dict):
+            if node.get("type") == "image_url" and isinstance(node.get("image_url"), dict):
+                url = node["image_url"].get("url")
+                if isinstance(url, str) and (raw := _plain_data_url(url)) is not None:
+                    urls.append(raw)
+                    return {**node, "image_url": {**node["image_url"], "url": marker}}
+            return {k: swap(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [swap(v) for v in node]
+        return node
+
+    swapped = swap(body)
+    raw = json.dumps(swapped).encode()
+    if not urls:
+        return raw
+    pieces = raw.split(json.dumps(marker).encode())
+    if len(pieces) != len(urls) + 1:  # cannot happen (the marker is fresh); never send a wrong body
+        return json.dumps(body).encode()
+    out = [pieces[0]]
+    for url, piece in zip(urls, pieces[1:], strict=True):
+        out += [b'"', url, b'"', piece]
+    return b"".join(out)
+
+
+_DATA_URL_HEAD = re.compile(r"data:[A-Za-z0-9.+/-]+;base64,")
+_BASE64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
+
+
+def _plain_data_url(url: str) -> bytes | None:
+    """The URL as bytes when it is a base64 data URL JSON needs nothing escaped in, else None."""
+    head = _DATA_URL_HEAD.match(url)
+    if head is None or not url.isascii():
+        return None
+    raw = url.encode("ascii")
+    return raw if not raw[head.end():].translate(None, _BASE64) else None  # C-speed: only base64 left
+
+
 def wav_base64(samples: Any, rate: int = 16000) -> str:
     import wave
 
@@ -101,7 +150,7 @@ def wav_base64(samples: Any, rate: int = 16000) -> str:
         w.setsampwidth(2)
         w.setframerate(rate)
         w.writeframes(pcm)
-    return base64.b64encode(buf.getvalue()).decode()
+    return b64.encode(buf.getvalue())
 
 
 def messages(prompt: Prompt, *, audio: bool = False, image_url=_encode) -> list[dict]:

@@ -397,7 +397,7 @@ class RemoteEngine(Engine):
     def _request(self, prompt: Prompt, params: GenerationParams) -> tuple[dict, bytes]:
         body = mapping.request_body(prompt, params, self.model or "", audio=self.capabilities.audio, extra=self.extra_body,
                                     image_url=self._data_urls, dialect=self.speaks)
-        return body, json.dumps(body).encode()
+        return body, mapping.encode_body(body)
 
     async def _enter(self) -> None:
         while True:  # a per-entry cap (default generous): the server queues and batches the rest itself
