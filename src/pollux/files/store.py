@@ -487,12 +487,15 @@ def _key_taken(c, key: str, session_id: str) -> bool:
 
 
 def _usage(c, project: str, exclude_session: str | None) -> int:
-    stored = c.execute(select(func.coalesce(func.sum(files.c.size_bytes), 0)).where(files.c.project == project)).scalar_one()
-    q = select(func.coalesce(func.sum(sessions.c.reserved), 0)).where(
+    """Stored bytes plus live reservations, read in ONE statement: PostgreSQL's READ COMMITTED gives each
+    statement its own snapshot, and a commit (file row in, reservation to 0, one transaction) landing
+    between two reads would be counted in neither, letting one upload past the quota."""
+    stored = select(func.coalesce(func.sum(files.c.size_bytes), 0)).where(files.c.project == project)
+    reserved = select(func.coalesce(func.sum(sessions.c.reserved), 0)).where(
         sessions.c.project == project, sessions.c.status.in_(ACTIVE_SESSION))
     if exclude_session:
-        q = q.where(sessions.c.id != exclude_session)
-    return int(stored) + int(c.execute(q).scalar_one())
+        reserved = reserved.where(sessions.c.id != exclude_session)
+    return int(c.execute(select(stored.scalar_subquery() + reserved.scalar_subquery())).scalar_one())
 
 
 def lock_key(name: str) -> int:
