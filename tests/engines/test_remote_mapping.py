@@ -227,14 +227,19 @@ def test_logprobs_of_a_chunk():
 @pytest.mark.parametrize("url", [
     "data:image/jpeg;base64," + base64.b64encode(os.urandom(3000)).decode(),
     "data:image/png;base64,AAAA",
-    'data:image/png;base64,AA"AA',  # not plain: escaped by json.dumps as usual
+    'data:image/png;base64,AA"AA',  # needs escaping
     "data:image/png;base64,AA\u00e9A",
     "https://example.com/a.png",
 ])
-def test_request_bytes_equal_json_dumps(url):
-    body = {"model": "m", "stream": True, "messages": [
-        {"role": "system", "content": 'sys "q" \u00e9 \u0001'},
+def test_request_body_reads_back_as_sent(url):
+    body = {"model": "m", "stream": True, "max_tokens": 2**70, "messages": [  # beyond 64 bits: the stdlib writes it
+        {"role": "system", "content": 'sys "q" \u00e9 \u0001 \U0001F600'},
         {"role": "user", "content": [{"type": "image_url", "image_url": {"url": url, "detail": "high"}},
-                                     {"type": "text", "text": "\u0001pollux-data-url\u0001"},
+                                     {"type": "text", "text": "line\nbreak \\ back"},
                                      {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,QUJD"}}]}]}
-    assert m.encode_body(body) == json.dumps(body).encode()
+    raw = m.encode_body(body)
+    assert json.loads(raw) == body
+    del body["max_tokens"]
+    assert json.loads(m.encode_body(body)) == body  # orjson's path
+    body["messages"][0]["content"] = "lone \ud800"  # JSON may spell one (\\ud800); orjson cannot write it
+    assert json.loads(m.encode_body(body)) == body

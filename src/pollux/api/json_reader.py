@@ -23,6 +23,8 @@ from typing import Any
 
 from starlette.requests import Request
 
+from pollux.fastjson import orjson
+
 from pollux.errors import InvalidArgument, PayloadTooLarge
 
 MAX_DEPTH = 100  # protobuf's default recursion limit for JSON
@@ -49,6 +51,14 @@ class _Fail(ValueError):
 
 def loads(raw: bytes | str) -> Any:
     """Decode one JSON value leniently; InvalidArgument on anything unreadable."""
+    if orjson is not None:  # strict JSON, nearly every body: orjson reads numbers by the rules below too
+        try:
+            value = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass  # whatever it refuses goes the whole way below (a BOM, raw control characters, the lenient forms)
+        else:
+            _check_depth(value, "")
+            return value
     if isinstance(raw, bytes):
         try:
             text = raw.decode("utf-8")

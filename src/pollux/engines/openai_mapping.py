@@ -12,11 +12,10 @@ from __future__ import annotations
 import io
 import json
 import re
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from pollux import b64
+from pollux import b64, fastjson
 from pollux.engines import resolution
 from pollux.engines.base import Delta, GenerationParams, TokenLogprob
 from pollux.engines.openai_dialects import DIALECTS, Dialect
@@ -91,51 +90,8 @@ def _image_part(image: Image, image_url) -> dict:
 
 
 def encode_body(body: dict) -> bytes:
-    """`json.dumps(body).encode()`, without JSON-escaping the images' data URLs.
-
-    A data URL is base64 behind an ASCII prefix: nothing in it needs escaping, yet `json.dumps` scans
-    it character by character (~0.8 ms per 130 KB image, as long as decoding it). Each one is swapped
-    for a marker, the rest is serialised, and the URLs are joined back in in order (json.dumps keeps
-    dict and list order, and the walk below visits them in that order)."""
-    urls: list[bytes] = []
-    marker = f"\u0001{uuid.uuid4().hex}\u0001"  # fresh per body: no text a client sent can hold it
-
-    def swap(node: Any) -> Any:
-        if isinstance(node, dict):
-            if node.get("type") == "image_url" and isinstance(node.get("image_url"), dict):
-                url = node["image_url"].get("url")
-                if isinstance(url, str) and (raw := _plain_data_url(url)) is not None:
-                    urls.append(raw)
-                    return {**node, "image_url": {**node["image_url"], "url": marker}}
-            return {k: swap(v) for k, v in node.items()}
-        if isinstance(node, list):
-            return [swap(v) for v in node]
-        return node
-
-    swapped = swap(body)
-    raw = json.dumps(swapped).encode()
-    if not urls:
-        return raw
-    pieces = raw.split(json.dumps(marker).encode())
-    if len(pieces) != len(urls) + 1:  # cannot happen (the marker is fresh); never send a wrong body
-        return json.dumps(body).encode()
-    out = [pieces[0]]
-    for url, piece in zip(urls, pieces[1:], strict=True):
-        out += [b'"', url, b'"', piece]
-    return b"".join(out)
-
-
-_DATA_URL_HEAD = re.compile(r"data:[A-Za-z0-9.+/-]+;base64,")
-_BASE64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
-
-
-def _plain_data_url(url: str) -> bytes | None:
-    """The URL as bytes when it is a base64 data URL JSON needs nothing escaped in, else None."""
-    head = _DATA_URL_HEAD.match(url)
-    if head is None or not url.isascii():
-        return None
-    raw = url.encode("ascii")
-    return raw if not raw[head.end():].translate(None, _BASE64) else None  # C-speed: only base64 left
+    """The request body as sent (orjson: a 130 KB data URL costs it microseconds, the standard library ~1 ms)."""
+    return fastjson.dumps(body)
 
 
 def wav_base64(samples: Any, rate: int = 16000) -> str:
@@ -449,7 +405,7 @@ class SSEReader:
                 self.done = True
                 continue
             try:
-                out.append(json.loads(payload))
+                out.append(fastjson.loads(payload))
             except ValueError:
                 raise MalformedAnswer(f"a stream event is not JSON: {payload[:200]!r}") from None
         return out
