@@ -56,6 +56,10 @@ class StreamResponse:
         self._body: list[bytes] = []
         self._head_done = self._complete = False
         self._got_bytes = False
+        self._deadline = 0.0  # the read in progress times out at this loop time
+        self._timer: asyncio.TimerHandle | None = None
+        self._reader_task: asyncio.Task | None = None  # the task blocked in a read, while it is
+        self._timed_out = False
         self._reusable = True
         self.status_code = 0
         self.headers: httpx.Headers = httpx.Headers()
@@ -78,13 +82,7 @@ class StreamResponse:
 
     async def _feed(self) -> None:
         try:
-            if self._timeout is None:
-                data = await self._conn.reader.read(READ_SIZE)
-            else:
-                async with asyncio.timeout(self._timeout):
-                    data = await self._conn.reader.read(READ_SIZE)
-        except TimeoutError:
-            raise httpx.ReadTimeout("the server sent nothing within the read timeout") from None
+            data = await (self._conn.reader.read(READ_SIZE) if self._timeout is None else self._read_in_time())
         except OSError as e:
             if not self._got_bytes:
                 raise _Closed() from None
@@ -102,6 +100,35 @@ class StreamResponse:
             self._parser.feed_data(data)
         except httptools.HttpParserError as e:
             raise httpx.RemoteProtocolError(f"malformed HTTP answer: {e}") from None
+
+    async def _read_in_time(self) -> bytes:
+        """A read under the read timeout, with one timer per response re-armed only when it fires: a timer per
+        read (asyncio.timeout's) costs more than the read itself when the server sends one read per token."""
+        loop = asyncio.get_running_loop()
+        self._deadline = loop.time() + self._timeout  # type: ignore[operator]  # not None here
+        if self._timer is None:
+            self._timer = loop.call_at(self._deadline, self._check_deadline)
+        self._reader_task = asyncio.current_task()
+        try:
+            return await self._conn.reader.read(READ_SIZE)
+        except asyncio.CancelledError:
+            if self._timed_out and self._reader_task is not None and self._reader_task.uncancel() == 0:
+                raise httpx.ReadTimeout("the server sent nothing within the read timeout") from None
+            raise
+        finally:
+            self._reader_task = None
+
+    def _check_deadline(self) -> None:
+        self._timer = None
+        task = self._reader_task
+        if task is None:  # between reads: the next one arms the timer again
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._deadline:  # a read after the one this timer was armed for
+            self._timer = loop.call_at(self._deadline, self._check_deadline)
+            return
+        self._timed_out = True
+        task.cancel()
 
     def _until_close(self) -> bool:
         """The body has neither a length nor chunks: it ends where the connection does (HTTP/1.0 style)."""
@@ -128,6 +155,9 @@ class StreamResponse:
         return b"".join([chunk async for chunk in self.aiter_bytes()])
 
     async def aclose(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         conn, self._conn = self._conn, None  # type: ignore[assignment]
         if conn is None:
             return
