@@ -160,6 +160,7 @@ class InlineRef:
     data: bytes
     video: VideoOptions | None = None
     resolution: str | None = None
+    sha256: str | None = None  # the bytes' content hash, once computed (it keys the prepared-image cache)
 
 
 @dataclass

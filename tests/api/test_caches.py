@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import json
+
 import time
 
 import pytest
@@ -84,7 +86,9 @@ def test_generate_uses_the_cache_as_prefix(client):
     assert count["totalTokens"] == usage["promptTokenCount"] and count["cachedContentTokenCount"] == total
     r = client.post(f"/v1beta/models/{MODEL}:streamGenerateContent?alt=sse", headers=H,
                     json={"contents": [{"parts": [{"text": "Again?"}]}], "cachedContent": cache["name"]})
-    assert r.status_code == 200 and '"cachedContentTokenCount": %d' % total in r.text
+    assert r.status_code == 200, r.text
+    last = json.loads([line for line in r.text.splitlines() if line.startswith("data: ")][-1][6:])
+    assert last["usageMetadata"]["cachedContentTokenCount"] == total
 
 
 def test_gemini_rules_on_use(client):

@@ -29,6 +29,30 @@ def test_dropped_stream_cancels_generation(tmp_path):
         assert int(text.split()[1]) < 100
 
 
+def test_hanging_up_before_the_first_token_cancels_generation(tmp_path):
+    """The first chunk is awaited before the response starts (so an early failure gets its HTTP status): a client
+    that goes away meanwhile (a long prefill) cancels it there."""
+    import socket
+
+    catalog = tmp_path / "catalog.toml"
+    catalog.write_text('[[models]]\nid = "slow"\ndisplay_name = "Slow"\ndescription = "test"\n'
+                       'engine = "tests.fixtures.slow_engine:SlowEngine"\nsource = "none"\nfamily = "test"\n')
+    marker = tmp_path / "marker"
+    env = {"POLLUX_CATALOG_FILE": str(catalog), "SLOW_ENGINE_MARKER": str(marker), "SLOW_ENGINE_FIRST_DELAY": "30"}
+    with Server(tmp_path / "data", emulator=False, env=env) as server:
+        body = b'{"contents": [{"parts": [{"text": "go"}]}]}'
+        host, port = server.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port))) as sock:
+            sock.sendall(b"POST /v1beta/models/slow:streamGenerateContent?alt=sse HTTP/1.1\r\nHost: x\r\n"
+                         b"x-goog-api-key: test-key\r\ncontent-type: application/json\r\n"
+                         b"content-length: %d\r\n\r\n%s" % (len(body), body))
+            time.sleep(1.0)  # the engine is in its first-token wait
+        deadline = time.monotonic() + 20
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert marker.exists() and marker.read_text() == "cancelled before the first token"
+
+
 def test_count_tokens_does_not_queue_behind_a_running_generation(tmp_path):
     """The hub holds no per-model lock: countTokens (and loading) answer while a stream on the same model runs."""
     catalog = tmp_path / "catalog.toml"

@@ -144,3 +144,31 @@ def test_native_token_count_per_dialect(server, engine_settings):
         assert paths == [] and engine.native_count_source == "estimate"
     text_only = engine.count_tokens(_prompt(image=False))
     assert count > text_only > 0
+
+
+def test_generation_asks_the_tokenizer_only_near_the_context_limit(make_client, tmp_path):
+    """A generation well inside the context is counted by the estimate (no /tokenize round trip before every
+    request); a whole answer's header then carries the count the server reported in its usage. Past half the
+    context, and for countTokens, the server counts."""
+    from tests.conftest import H
+
+    with DialectServer("vllm") as server:
+        catalog = tmp_path / "catalog.toml"
+        catalog.write_text(f'[[models]]\nid = "remote"\nengine = "openai"\nsource = "{server.url}"\n'
+                           f'input_token_limit = 4096\noptions = {{ model = "{server.model}" }}\n')
+        client = make_client(emulator=False, catalog_file=catalog)
+        body = {"contents": [{"parts": [{"text": "What is this?"}]}]}
+        r = client.post("/v1beta/models/remote:generateContent", json=body, headers=H)
+        assert r.status_code == 200, r.text
+        assert (r.headers["x-pollux-native-token-source"], r.headers["x-pollux-native-prompt-tokens"]) == ("server", "10")
+        r = client.post("/v1beta/models/remote:streamGenerateContent?alt=sse", json=body, headers=H)
+        assert r.status_code == 200 and r.headers["x-pollux-native-token-source"] == "estimate"
+        assert [path for path, _ in server.requests] == ["/v1/chat/completions"] * 2
+        r = client.post("/v1beta/models/remote:countTokens", json=body, headers=H)
+        assert r.status_code == 200 and r.headers["x-pollux-native-token-source"] == "server"
+        assert server.requests[-1][0] == "/tokenize"
+        near = {"contents": [{"parts": [{"text": "word " * 1700}]}]}  # ~2,100 estimated tokens of 4,096
+        before = len(server.requests)
+        r = client.post("/v1beta/models/remote:streamGenerateContent?alt=sse", json=near, headers=H)
+        assert r.status_code == 200 and r.headers["x-pollux-native-token-source"] == "server"
+        assert [path for path, _ in server.requests[before:]] == ["/tokenize", "/v1/chat/completions"]

@@ -118,7 +118,8 @@ def test_absent_engine_is_unavailable_naming_it(client):
     err = r.json()["error"]
     assert err["status"] == "UNAVAILABLE" and "absent" in err["message"] and "127.0.0.1" in err["message"]
     r = client.post("/v1beta/models/absent:streamGenerateContent?alt=sse", json=_body(), headers=H)
-    assert "UNAVAILABLE" in r.text
+    assert r.status_code == 503, r.text  # before the first token: the stream's own status, as Gemini's 503
+    assert r.json()["error"]["status"] == "UNAVAILABLE" and "absent" in r.json()["error"]["message"]
 
 
 def test_replicas_balanced_by_outstanding_requests(tmp_path):

@@ -65,7 +65,9 @@ def test_image_through_replicas_skipping_the_dead_one(pollux, dead_url, tfserve)
                        timeout=120)
         assert r.status_code == 200, r.text
         assert isinstance(r.json()["candidates"][0]["content"]["parts"][0]["text"], str)
-    assert r.headers["x-pollux-native-token-source"] == "estimate"  # no /tokenize on this server
+    assert r.headers["x-pollux-native-token-source"] == "server"  # the prompt's count in the server's usage
+    counted = httpx.post(f"{pollux.url}/v1beta/models/gemini-2.0-flash:countTokens", json=_body(), headers=H, timeout=60)
+    assert counted.headers["x-pollux-native-token-source"] == "estimate"  # no /tokenize on this server
     replicas = httpx.get(f"{pollux.url}/v1beta/models/tf-llava", headers=H).json()["polluxRuntime"]["remote"]["replicas"]
     health = {rep["url"]: rep for rep in replicas}
     assert health[dead_url]["healthy"] is False and "refused" in health[dead_url]["lastError"]

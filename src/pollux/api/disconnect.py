@@ -1,23 +1,25 @@
-"""A plain (non-streamed) answer's work, cancelled when its client hangs up.
+"""Work before an answer's first byte, cancelled when its client hangs up.
 
-Starlette cancels a streaming response when the client goes away, but a handler that builds a whole
-JSON answer runs to the end: for a remote engine that is a full generation the server keeps batching
-for nobody. Once the body is read, the next ASGI message is `http.disconnect`; waiting for it beside
-the work lets us cancel the work, which closes the upstream request (the server aborts it).
+Starlette cancels a streaming response when the client goes away, but only once the response has
+started: a handler that builds a whole JSON answer, or waits for a stream's first chunk, runs to the
+end: for a remote engine that is a full generation the server keeps batching for nobody. Once the body
+is read, the next ASGI message is `http.disconnect`; a watcher waiting for it beside the work cancels
+the work, which closes the upstream request (the server aborts it).
+
+The work stays in the handler's own task (only the watcher is a task of its own): handing it to another
+task would put a pass of the event loop between the request and the upstream call, several ms when the
+loop is busy with other streams.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Awaitable
-from typing import TypeVar
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from starlette.requests import Request
 
 from pollux.errors import Cancelled
-
-T = TypeVar("T")
 
 
 async def _hung_up(request: Request) -> None:
@@ -25,18 +27,26 @@ async def _hung_up(request: Request) -> None:
         pass
 
 
-async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
-    """`await work`, or cancel it and raise `Cancelled` once the client disconnects first."""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_hung_up(request))
+@asynccontextmanager
+async def cancelled_on_disconnect(request: Request) -> AsyncIterator[None]:
+    """Run the block; if the client disconnects first, cancel it and raise `Cancelled`."""
+    task = asyncio.current_task()
+    assert task is not None
+    hung_up = False
+
+    async def watch() -> None:
+        nonlocal hung_up
+        await _hung_up(request)
+        hung_up = True
+        task.cancel()
+
+    watcher = asyncio.ensure_future(watch())
     try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        yield
+    except asyncio.CancelledError:
+        if hung_up:
+            task.uncancel()
+            raise Cancelled("The client disconnected; the request was cancelled.") from None
+        raise
     finally:
         watcher.cancel()
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-    if task.cancelled():
-        raise Cancelled("The client disconnected; the request was cancelled.")
-    return task.result()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import secrets
 from collections.abc import AsyncIterator
 from typing import Literal
@@ -10,9 +9,10 @@ from typing import Literal
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from pollux import fastjson
 from pollux.api import json_reader, tools
 from pollux.api.context import ctx
-from pollux.api.disconnect import unless_disconnected
+from pollux.api.disconnect import cancelled_on_disconnect
 from pollux.api.errors import error_body
 from pollux.api.logprobs import logprobs_json, stream_logprobs
 from pollux.api.schema import (CountTokensRequest, GenerateContentRequest, GenerationConfig, openapi_to_json_schema,
@@ -152,10 +152,12 @@ def usage_json(job: Job, output_tokens: int | None, reused: int = 0) -> dict:
     return out
 
 
-def _native_headers(job: Job) -> dict:
-    # Extension: what the local model really consumes (Gemini-rule counts are in the body).
-    return {"x-pollux-native-prompt-tokens": str(job.usage.native_prompt_tokens),
-            "x-pollux-native-token-source": job.engine.native_count_source,
+def _native_headers(job: Job, server_count: int | None = None) -> dict:
+    # Extension: what the local model really consumes (Gemini-rule counts are in the body); a whole answer's
+    # headers leave after it, with the count a remote server reported in its usage where it did.
+    native, source = (job.usage.native_prompt_tokens, job.usage.native_source) if server_count is None \
+        else (server_count, "server")
+    return {"x-pollux-native-prompt-tokens": str(native), "x-pollux-native-token-source": source,
             "x-pollux-model": job.model.entry.id}
 
 
@@ -167,6 +169,7 @@ class _Candidates:
         self.calls: list[list] = [[] for _ in range(count)]
         self.logprobs: list[list] = [[] for _ in range(count)]
         self.reused = 0  # native prompt positions the engine's KV prefix served
+        self.server_prompt: int | None = None  # the prompt's count in a remote server's usage
 
     def add(self, delta) -> None:
         self.text[delta.candidate] += delta.text
@@ -178,6 +181,8 @@ class _Candidates:
             self.tokens[delta.candidate] = delta.output_tokens
         if delta.reused_tokens is not None and delta.candidate == 0:
             self.reused = delta.reused_tokens
+        if delta.prompt_tokens is not None:
+            self.server_prompt = delta.prompt_tokens
 
 
 def _candidate(index: int, text: str, finish: str | None, calls: list | None = None,
@@ -193,11 +198,9 @@ async def generate_content(request: Request) -> JSONResponse:
     job = await _job(request, "generateContent")
     cands = _Candidates(job.params.candidate_count)
 
-    async def collect() -> None:
+    async with cancelled_on_disconnect(request):  # a client hanging up cancels generation (and upstream)
         async for delta in ctx(request).generation.stream(job):
             cands.add(delta)
-
-    await unless_disconnected(request, collect())  # a client hanging up cancels generation (and upstream)
     body = {
         "candidates": [_candidate(i, t, cands.finish[i] or "STOP", cands.calls[i],
                                   logprobs_json(cands.logprobs[i], job.params.logprobs))
@@ -207,7 +210,7 @@ async def generate_content(request: Request) -> JSONResponse:
         "responseId": secrets.token_urlsafe(12),
         **thinning_json(job),
     }
-    return JSONResponse(body, headers=_native_headers(job))
+    return JSONResponse(body, headers=_native_headers(job, cands.server_prompt))
 
 
 async def stream_generate_content(request: Request) -> Response:
@@ -217,31 +220,49 @@ async def stream_generate_content(request: Request) -> Response:
 
     async def chunks() -> AsyncIterator[dict]:
         cands = _Candidates(job.params.candidate_count)
+        async for delta in ctx(request).generation.stream(job):
+            cands.add(delta)
+            done = all(cands.finish)
+            if not delta.text and not delta.finish_reason:
+                continue
+            yield {"candidates": [_candidate(delta.candidate, delta.text, delta.finish_reason, delta.function_calls,
+                                             stream_logprobs(delta, cands.logprobs, job.params.logprobs))],
+                   "usageMetadata": usage_json(job, sum(cands.tokens) if done else None, cands.reused),
+                   "modelVersion": job.model.requested, "responseId": response_id,
+                   **(thinning_json(job) if done else {})}
+
+    # The first chunk is awaited here, before the response starts: an engine that fails before its first token
+    # answers with its own HTTP status (as Gemini's 503 does), and the upstream request is sent from this task,
+    # without a pass of the event loop in between. An error after that can only be the stream's last chunk.
+    stream = chunks()
+    try:
+        async with cancelled_on_disconnect(request):
+            first = await anext(stream, None)
+    except BaseException:
+        await stream.aclose()
+        raise
+
+    async def rest() -> AsyncIterator[dict]:
         try:
-            async for delta in ctx(request).generation.stream(job):
-                cands.add(delta)
-                done = all(cands.finish)
-                if not delta.text and not delta.finish_reason:
-                    continue
-                yield {"candidates": [_candidate(delta.candidate, delta.text, delta.finish_reason,
-                                                 delta.function_calls,
-                                                 stream_logprobs(delta, cands.logprobs, job.params.logprobs))],
-                       "usageMetadata": usage_json(job, sum(cands.tokens) if done else None, cands.reused),
-                       "modelVersion": job.model.requested, "responseId": response_id,
-                       **(thinning_json(job) if done else {})}
+            if first is not None:
+                yield first
+            async for chunk in stream:
+                yield chunk
         except PolluxError as e:
             yield error_body(e)[1]
+        finally:
+            await stream.aclose()
 
     async def sse_body() -> AsyncIterator[bytes]:
-        async for chunk in chunks():
-            yield b"data: " + json.dumps(chunk).encode() + b"\r\n\r\n"
+        async for chunk in rest():
+            yield b"data: " + fastjson.dumps(chunk) + b"\r\n\r\n"
 
     async def array_body() -> AsyncIterator[bytes]:
-        first = True
-        async for chunk in chunks():
-            yield (b"[" if first else b",\r\n") + json.dumps(chunk).encode()
-            first = False
-        yield b"[]" if first else b"]"
+        opening = True
+        async for chunk in rest():
+            yield (b"[" if opening else b",\r\n") + fastjson.dumps(chunk)
+            opening = False
+        yield b"[]" if opening else b"]"
 
     if sse:
         return StreamingResponse(sse_body(), media_type="text/event-stream", headers=_native_headers(job))

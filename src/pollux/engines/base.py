@@ -85,6 +85,7 @@ class Delta:
     function_calls: list[FunctionCall] | None = None  # on the last delta of a candidate that called tools
     reused_tokens: int | None = None  # on a candidate's first delta: prompt positions a KV prefix served
     logprobs: list[TokenLogprob] | None = None  # the tokens of this delta (responseLogprobs)
+    prompt_tokens: int | None = None  # on a candidate's last delta: the server's own count of the prompt (remote)
 
 
 class Engine(ABC):
@@ -100,6 +101,9 @@ class Engine(ABC):
     # Computes reusable state (vision features, a KV prefix) worth doing ahead of requests: the upload
     # warm-up targets only these (see `precompute`).
     precomputes: bool = False
+    # Loaded, a request of text and prepared images costs it no tokenizer, model or I/O to prepare (with
+    # `quick_count`): such requests are prepared on the event loop (generation.GenerationService._light).
+    prepares_on_loop: bool = False
 
     def __init__(self, entry: "ModelEntry", settings: "Settings"):
         self.entry = entry
@@ -129,6 +133,11 @@ class Engine(ABC):
     @abstractmethod
     def count_tokens(self, prompt: Prompt) -> int:
         """Tokens the local model really consumes for this prompt (its native count)."""
+
+    def quick_count(self, prompt: Prompt) -> tuple[int, str] | None:
+        """For a generation (not countTokens): (native count, its `native_count_source`) when it is plain
+        arithmetic, no tokenizer or I/O; None when `count_tokens` must do it."""
+        return None
 
     @abstractmethod
     def generate(self, prompt: Prompt, params: GenerationParams, cancel: threading.Event) -> Iterator[Delta]:

@@ -9,17 +9,17 @@ with the bounding box of the image's foreground (pixels unlike its corner), in G
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from pollux.engines import resolution
 from pollux.engines.base import Capabilities, Delta, Engine, GenerationParams
 from pollux.prompt_types import Audio, Image, Prompt, Text
-
 
 
 def estimate_tokens(text: str) -> int:
@@ -36,6 +36,11 @@ class EmulatorEngine(Engine):
     name = "emulator"
     capabilities = Capabilities(mime_types=frozenset({"image/*", "video/*", "audio/*"}), video=True, audio=True,
                                 boxes=True, json_schema=True, streaming=True)
+    prepares_on_loop = True  # counting is arithmetic, and there is nothing to load
+    serialised = False  # nothing to queue for: an answer is computed, not generated (see `astream`)
+
+    def quick_count(self, prompt: Prompt) -> tuple[int, str]:
+        return self.count_tokens(prompt), self.native_count_source
 
     def count_tokens(self, prompt: Prompt) -> int:
         total = estimate_tokens(prompt.system or "")
@@ -58,6 +63,17 @@ class EmulatorEngine(Engine):
             yield from self._stream(text, params, index, cancel)
             if cancel.is_set():
                 return
+
+    async def astream(self, prompt: Prompt, params: GenerationParams) -> AsyncIterator[Delta]:
+        """On the event loop, where the answer is an account of the prompt (microseconds: a worker thread's hop
+        would cost more); in a thread where it may measure boxes on an image's pixels."""
+        cancel = threading.Event()
+        if prompt.images():
+            deltas: Iterator[Delta] = iter(await asyncio.to_thread(lambda: list(self.generate(prompt, params, cancel))))
+        else:
+            deltas = self.generate(prompt, params, cancel)
+        for delta in deltas:
+            yield delta
 
     def answer(self, prompt: Prompt, params: GenerationParams, index: int = 0) -> str:
         box = prompt.boxes if _stills(prompt) else None  # as the real engines: boxes on images, not frames

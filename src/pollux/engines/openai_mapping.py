@@ -353,7 +353,8 @@ class StreamState:
             state = self.choices.get(i, _Choice())
             calls = [_function_call(c) for _, c in sorted(state.calls.items())]
             out.append(Delta(text=state.held, candidate=i, finish_reason=state.finish or "STOP",
-                             output_tokens=counts[i], function_calls=calls or None, logprobs=state.logprobs or None))
+                             output_tokens=counts[i], function_calls=calls or None, logprobs=state.logprobs or None,
+                             prompt_tokens=self.prompt_tokens))
         return out
 
 

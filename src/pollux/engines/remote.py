@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import httpx
 
-from pollux import request_timing
+from pollux import fastjson, request_timing
 from pollux.engines import boxes, grounding, http_stream
 from pollux.engines import openai_dialects as dialects
 from pollux.engines import openai_mapping as mapping
@@ -220,6 +220,22 @@ class RemoteEngine(Engine):
         if self.capabilities.max_images is not None and images > self.capabilities.max_images:
             count += self.entry.input_token_limit + 1
         return count
+
+    @property
+    def prepares_on_loop(self) -> bool:  # type: ignore[override]
+        return bool(self.model and self.dialect)  # learnt from /v1/models: until then `load` asks the server
+
+    def quick_count(self, prompt: Prompt) -> tuple[int, str] | None:
+        """A generation well inside the context is counted by the estimate: a /tokenize round trip before every
+        request would add its latency to every answer, and a prompt that does not fit after all is refused by
+        the server itself (its 400, passed on). Past half the context the server counts exactly."""
+        if not self.prepares_on_loop:
+            return None
+        estimate = self._estimate(prompt)
+        too_many = self.capabilities.max_images is not None and len(prompt.images()) > self.capabilities.max_images
+        if too_many or estimate * 2 > self.entry.input_token_limit:
+            return None
+        return estimate, "estimate"
 
     def _estimate(self, prompt: Prompt) -> int:
         total = self.count_text(prompt.system or "")
@@ -535,7 +551,7 @@ async def _event_batches(resp: "httpx.Response | http_stream.StreamResponse") ->
     if not resp.headers.get("content-type", "").startswith("text/event-stream"):
         raw = await resp.aread()
         try:
-            yield [json.loads(raw)]
+            yield [fastjson.loads(raw)]
         except ValueError:
             raise mapping.MalformedAnswer(f"the answer is neither SSE nor JSON: {raw[:200]!r}") from None
         return

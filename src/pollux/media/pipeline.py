@@ -118,15 +118,17 @@ def _pixel_bytes(image: PreparedImage) -> int:
 _prepared_images: BytesLRU[PreparedImage] = BytesLRU(PREPARED_IMAGE_MEMORY, _pixel_bytes)
 
 
-def prepare_inline(mime: str, data: bytes, settings: Settings, scratch_dir: Path) -> Prepared:
+def prepare_inline(mime: str, data: bytes, settings: Settings, scratch_dir: Path, digest: str | None = None
+                   ) -> Prepared:
     """Prepare an inlineData part. Images stay in memory; video and audio are written under
     `scratch_dir/inline-<sha256>/` and prepared there, so the same bytes sent again are reused.
+    `digest`: the bytes' SHA-256 (hex) where the caller has it already.
     """
     canonical = mime_types.check(mime, data[: mime_types.SNIFF_BYTES])
     kind = _kind(canonical)
-    digest = hashlib.sha256(data).hexdigest()
+    digest = digest or hashlib.sha256(data).hexdigest()
     if kind == "image":  # the same inline bytes again (a client re-sending its image) decode nothing
-        key = ("inline", digest, canonical, settings.max_image_pixels)
+        key = _inline_image_key(digest, canonical, settings)
         if (hit := _prepared_images.get(key)) is None:
             _prepared_images.put(key, hit := prepare_image(data, canonical, settings))
         return hit
@@ -144,6 +146,25 @@ def prepare_inline(mime: str, data: bytes, settings: Settings, scratch_dir: Path
         if kind == "video":
             return prepare_video(blob, artifact_dir, settings, _never)
         return prepare_audio(blob, artifact_dir, settings, _never)
+
+
+def inline_image_ready(mime: str, data: bytes, settings: Settings) -> str | None:
+    """The bytes' SHA-256 when they are an image `prepare_inline` has prepared already (a cache hit, nothing
+    to decode); None otherwise, or when the MIME type is not one it would accept."""
+    if not mime:
+        return None
+    try:
+        canonical = mime_types.check(mime, data[: mime_types.SNIFF_BYTES])
+    except UnsupportedMedia:
+        return None
+    if mime_types.kind(canonical) != "image":
+        return None
+    digest = hashlib.sha256(data).hexdigest()
+    return digest if _prepared_images.get(_inline_image_key(digest, canonical, settings)) is not None else None
+
+
+def _inline_image_key(digest: str, canonical: str, settings: Settings) -> tuple:
+    return ("inline", digest, canonical, settings.max_image_pixels)
 
 
 def discard_prepared(artifact_dir: Path) -> None:
