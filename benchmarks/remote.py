@@ -4,8 +4,10 @@ through `pollux serve` in front of it, at 1, 4 and 16 concurrent clients, interl
 The image is a 640x480 JPEG photo, inline: the same one every request (Pollux prepares it once, by content
 hash), or with --distinct-images a different one each time (one pixel changed; both sides get the same
 sequence), which shows the first-sight cost. Both sides stream, at temperature 0 with `ignore_eos`
-(vLLM) so every answer has the same length. Each round runs direct and Pollux back to back (the order
-alternating by round) at each concurrency. Per concurrency it prints the median over rounds and the
+(vLLM) so every answer has the same length. The load generator is Pollux's lean HTTP/1.1 client
+(engines/http_stream.py) on both sides, with the request bodies built once, so the CPU it takes from Pollux's
+CPUs is small. Each round runs direct and Pollux back to back (the order alternating by round) at each
+concurrency. Per concurrency it prints the median over rounds and the
 min-max of:
   thru ratio     Pollux / direct requests/s (NOISY when its spread is over benchmarks/_rounds.MAX_SPREAD)
   client added   Pollux p50 - direct p50 latency, per round (what a client sees, media preparation included)
@@ -114,46 +116,74 @@ def media_prep_ms(jpegs: list[bytes], repeat: bool) -> float:
     return statistics.median(times)
 
 
-async def one_direct(client: httpx.AsyncClient, url: str, model: str, png: bytes, tokens: int) -> float:
-    image = "data:image/jpeg;base64," + base64.b64encode(png).decode()  # as a client would: encoded per request
-    body = {"model": model, "stream": True, "stream_options": {"include_usage": True}, "max_tokens": tokens,
-            "temperature": 0, "seed": 0, "ignore_eos": True,
-            "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": image}},
-                                                      {"type": "text", "text": "Describe this image."}]}]}
+def direct_body(model: str, jpeg: bytes, tokens: int) -> bytes:
+    image = "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()
+    return json.dumps({"model": model, "stream": True, "stream_options": {"include_usage": True},
+                       "max_tokens": tokens, "temperature": 0, "seed": 0, "ignore_eos": True,
+                       "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": image}},
+                                                                 {"type": "text", "text": "Describe this image."}]}]
+                       }).encode()
+
+
+def pollux_body(jpeg: bytes, tokens: int) -> bytes:
+    return json.dumps({"contents": [{"parts": [{"inlineData": {"mimeType": "image/jpeg",
+                                                               "data": base64.b64encode(jpeg).decode()}},
+                                               {"text": "Describe this image."}]}],
+                       "generationConfig": {"maxOutputTokens": tokens, "temperature": 0, "seed": 0}}).encode()
+
+
+class Side:
+    """One way to the engine: where requests go, with which headers, and each request's body (built once for
+    the same image; per request, on both sides alike, with --distinct-images)."""
+
+    def __init__(self, url: str, headers: dict[str, str], body, images):
+        self.url, self.headers, self.body, self.images = httpx.URL(url), headers, body, images
+        self._same: bytes | None = None
+
+    def next_body(self) -> bytes:
+        if self.images is None:
+            return self._same if self._same is not None else self._build()
+        return self.body(next(self.images))
+
+    def _build(self) -> bytes:
+        self._same = self.body(None)
+        return self._same
+
+
+async def one(client, side: Side) -> float:
+    """One streamed request, read to its end: (seconds). The load generator is Pollux's own lean HTTP/1.1 client
+    (engines/http_stream.py) on both sides, so its CPU (which shares Pollux's CPUs) is small and the same."""
+    body = side.next_body()
     t = time.perf_counter()
-    async with client.stream("POST", url + "/chat/completions", json=body) as r:
-        r.raise_for_status()
-        async for _ in r.aiter_lines():
-            pass
+    resp = await client.post(side.url, body)
+    try:
+        if resp.status_code >= 400:
+            raise RuntimeError(f"HTTP {resp.status_code}: {(await resp.aread())[:300]!r}")
+        async for data in resp.aiter_bytes():
+            if b'{"error"' in data:
+                raise RuntimeError(data[:300])
+    finally:
+        await resp.aclose()
     return time.perf_counter() - t
 
 
-async def one_pollux(client: httpx.AsyncClient, url: str, model: str, png: bytes, tokens: int) -> float:
-    body = {"contents": [{"parts": [{"inlineData": {"mimeType": "image/jpeg", "data": base64.b64encode(png).decode()}},
-                                    {"text": "Describe this image."}]}],
-            "generationConfig": {"maxOutputTokens": tokens, "temperature": 0, "seed": 0}}
-    t = time.perf_counter()
-    async with client.stream("POST", f"{url}/v1beta/models/{model}:streamGenerateContent?alt=sse", json=body,
-                             headers={"x-goog-api-key": KEY}) as r:
-        r.raise_for_status()
-        async for line in r.aiter_lines():
-            if line.startswith("data: ") and '"error"' in line:
-                raise RuntimeError(line)
-    return time.perf_counter() - t
-
-
-async def run(kind: str, clients: int, requests: int, call) -> tuple[float, list[float]]:
+async def run(side: Side, clients: int, requests: int) -> tuple[float, list[float]]:
     """`clients` workers, each sending `requests` requests back to back: (requests/s, latencies)."""
-    latencies: list[float] = []
-    limits = httpx.Limits(max_connections=clients + 4)
-    async with httpx.AsyncClient(timeout=600, limits=limits) as client:
-        async def worker():
-            for _ in range(requests):
-                latencies.append(await call(client))
+    from pollux.engines.http_stream import StreamClient
 
-        start = time.perf_counter()
+    latencies: list[float] = []
+    client = StreamClient(httpx.Timeout(600.0), side.headers, max_idle=clients + 4)
+
+    async def worker():
+        for _ in range(requests):
+            latencies.append(await one(client, side))
+
+    start = time.perf_counter()
+    try:
         await asyncio.gather(*(worker() for _ in range(clients)))
-        elapsed = time.perf_counter() - start
+    finally:
+        await client.aclose()
+    elapsed = time.perf_counter() - start
     return clients * requests / elapsed, latencies
 
 
@@ -326,15 +356,14 @@ def main() -> None:
         print(f"engine {url} model {model} ({args.model_size if args.start else 'external'}); image {args.image} JPEG "
               f"{len(photo) // 1024} KiB, {'a different one each request' if args.distinct_images else 'the same every request'}; "
               f"Pollux media preparation {prep:.2f} ms (in-process median, {'first sight' if args.distinct_images else 'repeat'})")
-        images = {"direct": iter(jpegs), "pollux": iter(jpegs)}  # the same sequence on both sides
-
-        def image(side: str) -> bytes:
-            return next(images[side]) if args.distinct_images else photo
-
-        direct = lambda c: one_direct(c, url, model, image("direct"), args.tokens)  # noqa: E731
-        via = lambda c: one_pollux(c, pollux.url, "bench", image("pollux"), args.tokens)  # noqa: E731
-        asyncio.run(run("warm", 2, 2, direct))
-        asyncio.run(run("warm", 2, 2, via))
+        image_of = lambda jpeg: photo if jpeg is None else jpeg  # noqa: E731
+        distinct = (lambda: iter(jpegs)) if args.distinct_images else (lambda: None)  # noqa: E731
+        sides = {"direct": Side(url + "/chat/completions", {},
+                                lambda j: direct_body(model, image_of(j), args.tokens), distinct()),
+                 "pollux": Side(f"{pollux.url}/v1beta/models/bench:streamGenerateContent?alt=sse",
+                                {"x-goog-api-key": KEY}, lambda j: pollux_body(image_of(j), args.tokens), distinct())}
+        asyncio.run(run(sides["direct"], 2, 2))
+        asyncio.run(run(sides["pollux"], 2, 2))
         results: dict[int, list[dict]] = {}
         loads = []
         for r in range(args.rounds):
@@ -342,10 +371,9 @@ def main() -> None:
             for n in clients:
                 row: dict = {}
                 for name in rounds.order(["direct", "pollux"], r):  # interleaved: neither side always runs first
-                    call = direct if name == "direct" else via
                     cpu, engine_cpu = cpu_seconds(pollux.proc.pid), group_cpu_seconds(pgid)
                     metrics = scrape(pollux.url) if name == "pollux" else {}
-                    rps, lat = asyncio.run(run(name, n, args.requests, call))
+                    rps, lat = asyncio.run(run(sides[name], n, args.requests))
                     row[name] = (rps, statistics.median(lat))
                     row[f"{name}_engine_cpu_ms"] = (group_cpu_seconds(pgid) - engine_cpu) * 1000 / (n * args.requests)
                     if name == "pollux":
