@@ -371,8 +371,8 @@ def main() -> None:
             for n in clients:
                 row: dict = {}
                 for name in rounds.order(["direct", "pollux"], r):  # interleaved: neither side always runs first
+                    metrics = scrape(pollux.url) if name == "pollux" else {}  # outside the CPU window: /metrics costs
                     cpu, engine_cpu = cpu_seconds(pollux.proc.pid), group_cpu_seconds(pgid)
-                    metrics = scrape(pollux.url) if name == "pollux" else {}
                     rps, lat = asyncio.run(run(sides[name], n, args.requests))
                     row[name] = (rps, statistics.median(lat))
                     row[f"{name}_engine_cpu_ms"] = (group_cpu_seconds(pgid) - engine_cpu) * 1000 / (n * args.requests)

@@ -226,7 +226,8 @@ def _build(turns: list[RequestTurn], system: str | None, caps: Capabilities, tra
             res = part.resolution or media_resolution  # resolved once here: every engine reads the same level
             if isinstance(p, PreparedImage):
                 segments.append(Image(p.image, p.original_size, source=part.source, resolution=res,
-                                      cache_key=f"{p.sha256}:{p.image.size[0]}x{p.image.size[1]}{_res_key(res)}"))
+                                      cache_key=f"{p.sha256}:{p.image.size[0]}x{p.image.size[1]}{_res_key(res)}",
+                                      encoded=p.encoded))
             elif isinstance(p, PreparedVideo):
                 segments.extend(_video_segments(by_part[id(part)], stand_ins, res))
             elif isinstance(p, PreparedAudio):

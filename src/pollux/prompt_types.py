@@ -37,6 +37,7 @@ class Image:
     source: str = ""  # "files/abc", "inline[0]": lets answers and boxes refer back
     cache_key: str | None = None  # stable id of (content, preparation) for vision-feature caches
     resolution: str | None = None  # effective mediaResolution (part override, else global); engines/resolution.py
+    encoded: "tuple[str, bytes | Path] | None" = None  # the file as sent, where it shows the original exactly
 
 
 @dataclass

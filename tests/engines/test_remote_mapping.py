@@ -243,3 +243,58 @@ def test_request_body_reads_back_as_sent(url):
     assert json.loads(m.encode_body(body)) == body  # orjson's path
     body["messages"][0]["content"] = "lone \ud800"  # JSON may spell one (\\ud800); orjson cannot write it
     assert json.loads(m.encode_body(body)) == body
+
+
+def _sent(prompt: Prompt) -> tuple[str, bytes]:
+    url = m.messages(prompt)[0]["content"][0]["image_url"]["url"]
+    head, data = url.split(",", 1)
+    return head, base64.b64decode(data)
+
+
+def _prepared_prompt(data: bytes, mime: str, tmp_path) -> Prompt:
+    from pollux.media import pipeline
+    from pollux.prompt import assemble
+    from pollux.prompt_types import MediaPart, RequestTurn, TextPart
+    from pollux.settings import Settings
+
+    from pollux.engines.base import Capabilities
+
+    prepared = pipeline.prepare_inline(mime, data, Settings(data_dir=tmp_path), tmp_path)
+    return assemble([RequestTurn("user", [MediaPart(prepared, mime, "inline[0]"), TextPart("What is this?")])], None,
+                    capabilities=Capabilities(mime_types=frozenset({"image/*"})))
+
+
+def _file(image: PILImage.Image, fmt: str, **save) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    image.save(buf, format=fmt, **save)
+    return buf.getvalue()
+
+
+def test_an_image_sent_at_its_own_size_goes_as_it_came(tmp_path):
+    """No re-encoding (no generation loss, no bytes added, the server's decode as the client's own request's)
+    where the file's bytes show exactly what would be sent: JPEG or PNG, RGB or grey, no EXIF rotation."""
+    photo = PILImage.effect_noise((640, 480), 60).convert("RGB")
+    for data, mime in ((_file(photo, "JPEG", quality=90), "image/jpeg"), (_file(photo.convert("L"), "PNG"), "image/png")):
+        head, sent = _sent(_prepared_prompt(data, mime, tmp_path))
+        assert head == f"data:{mime};base64" and sent == data
+
+
+@pytest.mark.parametrize("case", ["rotated", "alpha", "downscaled"])
+def test_other_images_are_re_encoded_as_they_are_seen(tmp_path, case):
+    import io
+
+    photo = PILImage.effect_noise((640, 480), 60).convert("RGB")
+    if case == "rotated":  # EXIF orientation 6: the server would not rotate it as we do
+        exif = PILImage.Exif()
+        exif[0x0112] = 6
+        data, mime, size = _file(photo, "JPEG", exif=exif), "image/jpeg", (480, 640)
+    elif case == "alpha":  # composited on white here; a server might use black
+        data, mime, size = _file(photo.convert("RGBA"), "PNG"), "image/png", (640, 480)
+    else:  # a large photo is sent at its mediaResolution size, not its own
+        data, mime, size = _file(photo.resize((4000, 3000)), "JPEG"), "image/jpeg", None
+    head, sent = _sent(_prepared_prompt(data, mime, tmp_path))
+    assert head == "data:image/jpeg;base64" and sent != data
+    got = PILImage.open(io.BytesIO(sent))
+    assert got.size == size if size else max(got.size) < 4000

@@ -13,6 +13,7 @@ import io
 import json
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pollux import b64, fastjson
@@ -71,8 +72,17 @@ def sent_size(image: Image) -> tuple[int, int]:
 
 
 def _encode(image: Image) -> str:
-    """The prepared image at `sent_size`, as a data URL."""
+    """The prepared image at `sent_size`, as a data URL: the file's own bytes where they show exactly that (the
+    original size, a format and mode every server decodes as it is), else the pixels re-encoded."""
     size = sent_size(image)
+    if image.encoded is not None and size == image.original_size:
+        mime, data = image.encoded
+        try:
+            raw = data.read_bytes() if isinstance(data, Path) else data
+        except OSError:  # a stored file's blob gone from a local cache (S3): its pixels are still here
+            raw = None
+        if raw is not None:
+            return f"data:{mime};base64,{b64.encode(raw)}"
     pixels = image.image
     if size != pixels.size:
         from PIL import Image as PILImage

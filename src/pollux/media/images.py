@@ -95,7 +95,8 @@ def prepare_image(data: bytes | Path, mime: str, settings: Settings) -> Prepared
             # We enforce settings.max_image_pixels ourselves, with a clear message.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(source, formats=formats) as im:
-                image, original_size = _decode(im, settings)
+                image, original_size, plain = _decode(im, settings)
+                file_mime = f"image/{im.format.lower()}" if plain and im.format else ""
     except PolluxError:
         raise
     except Image.DecompressionBombError:
@@ -106,10 +107,18 @@ def prepare_image(data: bytes | Path, mime: str, settings: Settings) -> Prepared
         raise InvalidArgument(f"The data is not a valid {canonical} image.") from None
     except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, EOFError, ... on bad data
         raise InvalidArgument(f"The image could not be decoded; it is truncated or corrupt ({_reason(exc)}).") from None
-    return PreparedImage(image=image, original_size=original_size, mime_type=canonical, sha256=sha256_of(data))
+    return PreparedImage(image=image, original_size=original_size, mime_type=canonical, sha256=sha256_of(data),
+                         encoded=(file_mime, data) if plain else None)
 
 
-def _decode(im: Image.Image, settings: Settings) -> tuple[Image.Image, tuple[int, int]]:
+# What a server is sent as it came (PreparedImage.encoded): formats every OpenAI-compatible server decodes, in modes
+# whose pixels need no conversion of ours (no alpha to composite, no palette, no 16 bits, no CMYK).
+PASSTHROUGH = {"JPEG": ("RGB", "L"), "PNG": ("RGB", "L")}
+
+
+def _decode(im: Image.Image, settings: Settings) -> tuple[Image.Image, tuple[int, int], bool]:
+    """(RGB pixels at the seed's size, the original size after EXIF rotation, whether the file's own bytes show
+    the original exactly: a passthrough format and mode, no EXIF rotation, no transparency)."""
     width, height = im.size
     if width * height > settings.max_image_pixels:
         raise InvalidArgument(_too_large_message((width, height), settings.max_image_pixels))
@@ -123,10 +132,12 @@ def _decode(im: Image.Image, settings: Settings) -> tuple[Image.Image, tuple[int
         im.load()  # animated images: Image.open leaves us on the first frame
         orientation = _orientation(im)
         rgb = _resized_rgb(im, size)
+    plain = (im.mode in PASSTHROUGH.get(im.format or "", ()) and orientation == 1 and "transparency" not in im.info
+             and getattr(im, "n_frames", 1) == 1)
     if orientation in _TRANSPOSE:
         rgb = rgb.transpose(_TRANSPOSE[orientation])
     original = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
-    return rgb, original
+    return rgb, original, plain
 
 
 # Modes Pillow resamples directly: shrinking in them first means the full-size image is never converted

@@ -110,7 +110,8 @@ def _image_key(blob: Path, settings: Settings) -> tuple | None:
 
 def _pixel_bytes(image: PreparedImage) -> int:
     w, h = image.image.size
-    return w * h * len(image.image.getbands())
+    kept = image.encoded[1] if image.encoded is not None else b""  # an inline image's own bytes, kept with it
+    return w * h * len(image.image.getbands()) + (len(kept) if isinstance(kept, bytes) else 0)
 
 
 # Recently used prepared images: asking about the same uploaded image again costs no decode and no resize

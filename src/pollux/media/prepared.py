@@ -24,6 +24,9 @@ class PreparedImage:
     original_size: tuple[int, int]  # (width, height) after EXIF rotation, before scaling
     mime_type: str
     sha256: str  # hex digest of the source bytes: with the size, a cache key for vision features
+    # (MIME type, the file's own bytes or path), where sent as they are they show the original exactly
+    # (media/images.PASSTHROUGH): a remote server sent the original size gets them, not a re-encoded copy.
+    encoded: "tuple[str, bytes | Path] | None" = None
 
 
 @dataclass
