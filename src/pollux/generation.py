@@ -163,7 +163,9 @@ class GenerationService:
             job = self._prepare(project, model, req, method, enforce, quick_only=True)
             if job is not None:
                 return job
-        return await run_in_threadpool(self._prepare, project, model, req, method, enforce)
+        job = await run_in_threadpool(self._prepare, project, model, req, method, enforce)
+        assert job is not None  # None only with quick_only
+        return job
 
     def _light(self, model: Resolved, req: GenerateRequest) -> bool:
         """Text and inline images already prepared (by content hash), for an engine that prepares without a

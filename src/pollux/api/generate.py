@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Literal
 
 from starlette.requests import Request
@@ -218,7 +218,7 @@ async def stream_generate_content(request: Request) -> Response:
     sse = request.query_params.get("alt", "").lower() == "sse"
     response_id = secrets.token_urlsafe(12)
 
-    async def chunks() -> AsyncIterator[dict]:
+    async def chunks() -> AsyncGenerator[dict, None]:
         cands = _Candidates(job.params.candidate_count)
         async for delta in ctx(request).generation.stream(job):
             cands.add(delta)
