@@ -14,6 +14,7 @@ What it adds beneath the shared decoding:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -160,9 +161,22 @@ class OpenVINORuntime(Runtime):
         return FastPrompt(ids, embeds, keys, [im.image.size for im in images])
 
     def feature_key(self, image: Image) -> str | None:
+        """An image's vision-feature identity: its content (the cache key), the processor's settings and
+        the image's variant. A mediaResolution level that changes nothing in this image's processor
+        arguments is left out (prompt.py appends it to the cache key): a SmolVLM2 video frame is one
+        unsplit tile at every level, so the upload's warm-up (at the default level) serves LOW too."""
         if not image.cache_key:
             return None
+        if image.resolution and self._level_changes_nothing(image):
+            image = dataclasses.replace(image, resolution=None,
+                                        cache_key=image.cache_key.removesuffix(f"/{image.resolution}"))
         return f"{self._feature_prefix}:{self.format.feature_variant(image)}:{image.cache_key}"  # type: ignore[union-attr]
+
+    def _level_changes_nothing(self, image: Image) -> bool:
+        arguments = getattr(self.format, "_image_kwargs", None)  # SmolVLMFormat: the processor's arguments
+        return (arguments is not None and image.cache_key is not None
+                and image.cache_key.endswith(f"/{image.resolution}")
+                and arguments(image) == arguments(dataclasses.replace(image, resolution=None)))
 
     def image_features(self, image: Image, cancel: threading.Event | None = None) -> Features:
         """The vision features of one image: cached, being computed (then waited for), or computed now."""
