@@ -15,6 +15,11 @@ machine alike). Prints the table, the OpenVINO CPU's OPTIMIZATION_CAPABILITIES a
 
 Usage: python benchmarks/prefill_runtimes.py --work DIR [--lengths 1024,3072,7168] [--rounds 3]
        [--configs ov-auto,ov-f32,ov-bf16,torch] [--threads N]
+       python benchmarks/prefill_runtimes.py --work DIR --choice [--remeasure]
+
+--choice loads the default model as the server does (OpenVINO engine, the work dir's conversion) and
+prints the long-prompt runtime choice it makes (runtimes/prefill_choice.py: the figures it measured
+once on this machine, or stored from an earlier load; --remeasure drops the stored ones first).
 """
 
 from __future__ import annotations
@@ -100,6 +105,26 @@ def torch_runner(source: Path, lengths: list[int], dtype: str):
     return run, hidden
 
 
+def show_choice(work: Path, remeasure: bool) -> None:
+    import json
+
+    from pollux.catalog import Catalog
+    from pollux.engines.openvino import OpenVINOEngine
+    from pollux.engines.runtimes import prefill_choice
+    from pollux.settings import Settings
+
+    entry = Catalog.from_file(work / "catalog.toml").entries["smolvlm2-256m"]
+    engine = OpenVINOEngine(entry, Settings(data_dir=work / "data", models_dir=work / "models", transcribe=False))
+    if remeasure:
+        for stored in (work / "models" / "openvino").glob(f"*/*/{prefill_choice.CHOICE_FILE}"):
+            stored.unlink()
+    began = time.perf_counter()
+    engine.load()
+    info = engine.info()
+    print(f"load (with the choice) {time.perf_counter() - began:.1f} s; load average {os.getloadavg()}")
+    print(json.dumps(info.get("prefill", {"runtime": info.get("runtime")}), indent=1))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", type=Path, required=True, help="benchmarks/video_e2e.py's work dir (model built)")
@@ -108,7 +133,12 @@ def main() -> None:
     ap.add_argument("--configs", default="ov-auto,ov-f32,ov-bf16,torch")
     ap.add_argument("--warmup", action="store_true", help="run (and drop) one round first")
     ap.add_argument("--threads", type=int, default=None, help="OpenVINO inference threads (default: all cores)")
+    ap.add_argument("--choice", action="store_true", help="print the engine's long-prompt runtime choice")
+    ap.add_argument("--remeasure", action="store_true", help="with --choice: measure again")
     args = ap.parse_args()
+    if args.choice:
+        show_choice(args.work.resolve(), args.remeasure)
+        return
     import openvino as ov
 
     lengths = [int(x) for x in args.lengths.split(",")]

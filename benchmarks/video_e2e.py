@@ -16,10 +16,12 @@ preparation, transcript, warm-up hook), the question's queue wait and prefill (s
 features (the runtime's stats: seconds, calls; how many were done before ACTIVE), first token after
 the question, the total, the server's peak RSS (VmHWM, plus its media workers). Load averages with
 every round. Configurations: "after" (this tree), "before" (--compare-src DIR: another src/ folder),
-and any --config NAME:ENV=VALUE[,ENV=VALUE] (this tree with those POLLUX_* settings).
+and any --config NAME:ENV=VALUE[,ENV=VALUE] (this tree with those POLLUX_* settings; `option.KEY=VALUE`
+pairs set the model's catalog options over its defaults, e.g. option.long_prompt_runtime=transformers;
+resolution=LOW asks that configuration's question at that mediaResolution).
 
 Usage: python benchmarks/video_e2e.py [--seconds 90] [--rounds 3] [--work DIR] [--media-resolution LOW]
-       [--compare-src DIR] [--config NAME:POLLUX_X=1,...] [--keep-logs]
+       [--compare-src DIR] [--config NAME:POLLUX_X=1,option.KEY=VALUE,...] [--keep-logs]
 Numbers are printed, never asserted. Goal (2 cores): total <= 120 s for 90 s (<= 60 s at LOW).
 """
 
@@ -65,9 +67,17 @@ def build_model(work: Path) -> Path:
     return folder
 
 
-def catalog_file(work: Path, source: Path) -> Path:
-    path = work / "catalog.toml"
-    path.write_text(f'[[models]]\nid = "{MODEL_ID}"\nsource = "{source}"\n')  # the rest: the default entry's
+def catalog_file(work: Path, source: Path, options: dict | None = None, name: str = "catalog") -> Path:
+    """The catalog pointing the default model id at `source` (the rest: the default entry's), with
+    `options` over the default entry's options (a catalog's options table replaces them whole)."""
+    path = work / f"{name}.toml"
+    text = f'[[models]]\nid = "{MODEL_ID}"\nsource = "{source}"\n'
+    if options:
+        from pollux.catalog import DEFAULT_ENTRIES
+
+        merged = {**next(e for e in DEFAULT_ENTRIES if e.id == MODEL_ID).options, **options}
+        text += "options = { " + ", ".join(f"{k} = {json.dumps(v)}" for k, v in merged.items()) + " }\n"
+    path.write_text(text)
     return path
 
 
@@ -131,7 +141,7 @@ def runtime_stats(server_url: str) -> dict:
 
     info = httpx.get(f"{server_url}/v1beta/models/{MODEL_ID}", headers={"x-goog-api-key": "test-key"},
                      timeout=30).json().get("polluxRuntime", {})
-    return {"runtime": info.get("runtime"), **info.get("stats", {})}
+    return {"runtime": info.get("runtime"), **info.get("stats", {}), "prefill": info.get("prefill", {})}
 
 
 LOG_PATTERNS = {  # server log line → figures (seconds)
@@ -213,7 +223,8 @@ def one_round(name: str, pythonpath: str, env: dict, work: Path, catalog: Path, 
         log_path.unlink()
         subprocess.run(["rm", "-rf", str(data)], check=False)
     out = {"upload": uploaded - t0, "processing": active - uploaded, "first_token": (first or done) - asked,
-           "total": (first or done) - t0, "rss_mb": rss, "load_1m": load, "runtime": after.get("runtime")}
+           "total": (first or done) - t0, "rss_mb": rss, "load_1m": load, "runtime": after.get("runtime"),
+           "long_prompts": long_prompts(after.get("prefill", {}))}
     out.update(parse_log(log_text))
     for key in ("vision_seconds", "vision_calls", "prefill_tokens", "reused_tokens"):
         if key in after:
@@ -236,9 +247,19 @@ METRICS = [rounds.Metric("total", "s", fmt=".1f"), rounds.Metric("upload", "s"),
            rounds.Metric("load_1m", "", fmt=".1f")]
 
 
-def parse_config(text: str) -> tuple[str, dict]:
+def parse_config(text: str) -> tuple[str, dict, dict]:
+    """NAME:ENV=VALUE,option.KEY=VALUE,resolution=LOW,... → the name, the environment, the catalog
+    entry's options (and under "resolution", this configuration's mediaResolution)."""
     name, _, pairs = text.partition(":")
-    return name, dict(p.split("=", 1) for p in pairs.split(",") if p)
+    env, options = {}, {}
+    for key, value in (p.split("=", 1) for p in pairs.split(",") if p):
+        if key == "resolution":
+            env[key] = value.upper()
+        elif key.startswith("option."):
+            options[key.removeprefix("option.")] = int(value) if value.isdigit() else value
+        else:
+            env[key] = value
+    return name, env, options
 
 
 def main() -> None:
@@ -261,27 +282,30 @@ def main() -> None:
     convert(work, catalog)
     video = make_video(work, args.seconds)
     here = str(ROOT / "src")
-    configs: dict[str, tuple[str, dict]] = {}
+    configs: dict[str, tuple[str, dict, Path, str | None]] = {}
     if not args.no_after:
-        configs["after"] = (here, {})
+        configs["after"] = (here, {}, catalog, args.media_resolution)
     if args.compare_src:
-        configs["before"] = (str(args.compare_src.resolve()), {})
+        configs["before"] = (str(args.compare_src.resolve()), {}, catalog, args.media_resolution)
     for text in args.config:
-        name, env = parse_config(text)
-        configs[name] = (here, env)
-    runners = {name: (lambda r, name=name, src=src, env=env: one_round(
-        name, src, env, work, catalog, video, args.media_resolution, args.keep_logs, r))
-        for name, (src, env) in configs.items()}
+        name, env, options = parse_config(text)
+        level = env.pop("resolution", args.media_resolution)
+        configs[name] = (here, env, catalog_file(work, source, options, f"catalog-{name}") if options else catalog,
+                         level)
+    runners = {name: (lambda r, name=name, src=src, env=env, cat=cat, level=level: one_round(
+        name, src, env, work, cat, video, level, args.keep_logs, r))
+        for name, (src, env, cat, level) in configs.items()}
     result = rounds.interleave(runners, args.rounds)
     print(f"\nvideo: {video.name}, {args.seconds:g} s 720p30 with espeak-ng speech; model {MODEL_ID} "
-          f"(random weights, real size); media resolution {args.media_resolution or 'default'}")
+          f"(random weights, real size); media resolution {args.media_resolution or 'default'}"
+          + "".join(f", {name}: {level}" for name, (*_, level) in configs.items() if level != args.media_resolution))
     first = next((r[0] for r in result.results.values() if r), {})
-    print(f"runtime: {first.get('runtime')}; CPU flags: {cpu_note()}")
+    print(f"runtime: {first.get('runtime')}; long prompts: {first.get('long_prompts')}; CPU flags: {cpu_note()}")
     baseline = "before" if "before" in configs else None
     heads = rounds.report(result, METRICS, baseline=baseline, title="upload -> first token")
-    limit = 60 if (args.media_resolution or "").upper() == "LOW" else 120
-    for name in configs:
+    for name, (_, _, _, level) in configs.items():
         values = result.values(name, "total")
+        limit = 60 if (level or "").upper() == "LOW" else 120
         if values:
             worst = max(values)
             print(rounds.goal(f"{name}: total <= {limit} s for {args.seconds:g} s (worst round {worst:.0f} s)",
@@ -292,6 +316,17 @@ def main() -> None:
     print(json.dumps({name: result.results[name] for name in configs}, default=str)[:4000])
     if args.work is None:
         print(f"\n(model, conversion and video left in {work}; pass --work to reuse)")
+
+
+def long_prompts(prefill: dict) -> str:
+    """The OpenVINO runtime's long-prompt choice (polluxRuntime.prefill) and what served this run's prompts."""
+    if not prefill:
+        return "-"
+    crossover = prefill.get("crossoverPositions")
+    where = f"transformers from {crossover} positions" if crossover else "never on transformers"
+    table = "; ".join(f"{r['positions']}: ov {r['openvino']:.2f} s, torch {r['transformers']:.2f} s"
+                      for r in prefill.get("measured", []))
+    return f"{where} ({prefill.get('decidedBy')}{': ' + table if table else ''}); served {prefill.get('served')}"
 
 
 def cpu_note() -> str:

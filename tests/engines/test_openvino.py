@@ -550,3 +550,30 @@ def test_media_resolution_levels_equal_transformers(ov_fp32, smol_engine, photos
         lengths.append(ov_fp32.prepare_prompt(prompt).length)
         assert lengths[-1] == ov_fp32.count_tokens(prompt) == smol_engine.count_tokens(prompt)
     assert lengths[0] < lengths[1]
+
+
+def test_a_level_that_changes_no_input_shares_the_features(ov_int8, photos, tmp_path):
+    """A video frame is one unsplit tile at every mediaResolution: the features (and KV prefix) an upload's
+    warm-up computed at the default level serve a question at LOW; a still image's tiles do change."""
+    video = make_video(tmp_path / "lv", seconds=3, with_audio=False)
+    video.sha256 = "l" * 64
+    turns = [RequestTurn("user", [MediaPart(video, "video/mp4", "files/lv"), TextPart("What happens?")])]
+
+    def prompt(level):
+        return assemble(turns, None, capabilities=ov_int8.capabilities, token_budget=ov_int8.entry.input_token_limit,
+                        count_tokens=ov_int8.count_tokens, media_resolution=level)
+
+    default, low = prompt(None), prompt("MEDIA_RESOLUTION_LOW")
+    assert {im.resolution for im in low.images()} == {"MEDIA_RESOLUTION_LOW"}
+    assert {im.cache_key for im in low.images()}.isdisjoint(im.cache_key for im in default.images())
+    key = ov_int8.runtime.feature_key
+    assert [key(im) for im in low.images()] == [key(im) for im in default.images()]
+    run(ov_int8, default, max_output_tokens=2, temperature=0.0)
+    before = dict(ov_int8.stats)
+    run(ov_int8, low, max_output_tokens=2, temperature=0.0)
+    assert ov_int8.stats["vision_calls"] == before["vision_calls"]
+    assert ov_int8.stats["prefill_tokens"] - before["prefill_tokens"] < 20  # the default level's prefix served it
+    photo = photos["astronaut"]
+    still = [Image(photo, photo.size, cache_key="s:320x240" + suffix, resolution=level)
+             for level, suffix in ((None, ""), ("MEDIA_RESOLUTION_LOW", "/MEDIA_RESOLUTION_LOW"))]
+    assert key(still[0]) != key(still[1])

@@ -66,16 +66,11 @@ class PrefixCache:
     def prepare(self, request: Any, keys: list) -> int:
         """Set the state to the longest cached prefix of `keys` (never all of it: the last position
         must run to give logits); returns how many positions are already in the state."""
-        limit = max(0, len(keys) - 1)
-        live = min(common_prefix(self.live, keys), limit)
-        best, best_len = None, live
-        with self._lock:
-            for snap in [*self._pinned.values(), *self._snapshots.values()]:
-                n = min(common_prefix(list(snap.keys[:limit + 1]), keys), limit)
-                if n >= best_len + MIN_RESTORE_GAIN:
-                    best, best_len = snap, n
-            if best is not None and best.keys in self._snapshots:
-                self._snapshots.move_to_end(best.keys)
+        best, best_len, live = self._best(keys)
+        if best is not None:
+            with self._lock:
+                if best.keys in self._snapshots:
+                    self._snapshots.move_to_end(best.keys)
         if not worth_reusing(best_len, len(keys)):
             best, best_len, live = None, 0, 0
         if len(self.live) - live >= MIN_SNAPSHOT_TOKENS:
@@ -91,6 +86,23 @@ class PrefixCache:
             _trim(request, live)
             self.live = self.live[:live]
         return len(self.live)
+
+    def reusable(self, keys: list) -> int:
+        """How many positions of `keys` `prepare` would take from the state or a snapshot (state untouched)."""
+        _, best_len, _ = self._best(keys)
+        return best_len if worth_reusing(best_len, len(keys)) else 0
+
+    def _best(self, keys: list) -> tuple["Snapshot | None", int, int]:
+        """The snapshot to restore (None: the live state) and its length, and the live state's match."""
+        limit = max(0, len(keys) - 1)
+        live = min(common_prefix(self.live, keys), limit)
+        best, best_len = None, live
+        with self._lock:
+            for snap in [*self._pinned.values(), *self._snapshots.values()]:
+                n = min(common_prefix(list(snap.keys[:limit + 1]), keys), limit)
+                if n >= best_len + MIN_RESTORE_GAIN:
+                    best, best_len = snap, n
+        return best, best_len, live
 
     def invalidate(self, request: Any | None = None) -> None:
         """The state is unknown (an inference failed midway): start from nothing next time."""

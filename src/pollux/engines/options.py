@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from pollux.engines import ov_convert
 
@@ -41,6 +41,12 @@ class LocalOptions(BaseModel):
     group_size: int = ov_convert.DEFAULT_INT4_GROUP
     feature_cache_mb: int = 512
     kv_snapshot_mb: int = 384
+    # OpenVINO runtime: which runtime prefills (and decodes) a long prompt (runtimes/prefill_choice.py).
+    # "auto": torch for prefills from the crossover measured once per machine (`long_prompt_crossover`
+    # fixes it instead, unmeasured); "openvino": never torch; "transformers": torch for prefills from
+    # `long_prompt_crossover` positions (unset: every prompt).
+    long_prompt_runtime: Literal["auto", "openvino", "transformers"] = "auto"
+    long_prompt_crossover: int | None = Field(default=None, ge=1)
 
     @field_validator("weights", "vision_weights")
     @classmethod

@@ -74,7 +74,7 @@ def quantization_settings(entry: "ModelEntry", mode: str) -> dict:
     return {}
 
 
-def _version(package: str) -> str:
+def package_version(package: str) -> str:
     try:
         return version(package)
     except PackageNotFoundError:
@@ -93,7 +93,7 @@ def cache_key(entry: "ModelEntry", source: Path, mode: str) -> str:
     spec = {"format": FORMAT_VERSION, "source": entry.source, "revision": entry.revision,
             "files": source_fingerprint(source), "mode": mode, "quantization": quantization_settings(entry, mode),
             "vision": _vision_spec(vision_weights(entry)) if mode != "fp32" else "fp32",
-            "versions": {p: _version(p) for p in ("optimum-intel", "openvino", "nncf", "transformers")}}
+            "versions": {p: package_version(p) for p in ("optimum-intel", "openvino", "nncf", "transformers")}}
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 

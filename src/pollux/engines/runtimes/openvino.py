@@ -6,11 +6,15 @@ What it adds beneath the shared decoding:
   (`features`), also ahead of time in the background after an upload (`warm_jobs`);
 * the language model's KV cache is kept after a request, so the next prompt that starts the same
   way (the same file asked about again) only prefills what is new;
-* logits are computed for the last position only (a Slice inserted before the LM head).
+* logits are computed for the last position only (a Slice inserted before the LM head);
+* a prompt whose prefill is long enough that torch runs it faster on this machine (measured once per
+  machine and model: `prefill_choice`) is prefilled and decoded by a torch runtime of the same
+  weights, loaded when the first such prompt arrives, fed this runtime's vision features.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -27,7 +31,7 @@ from pollux.engines import ov_convert, ov_vision
 from pollux.engines.decoding import Session
 from pollux.engines.features import Features, FeatureStore, PinBudget, coarse_to_fine
 from pollux.engines.kv_prefix import PrefixCache
-from pollux.engines.runtimes import OPENVINO, Job, Runtime
+from pollux.engines.runtimes import OPENVINO, Job, Runtime, prefill_choice
 from pollux.errors import Cancelled
 from pollux.prompt_types import Image, Prompt
 
@@ -36,6 +40,7 @@ if TYPE_CHECKING:
     import torch
 
     from pollux.engines.chat import ChatFormat
+    from pollux.engines.runtimes.torch import TorchRuntime
 
 log = logging.getLogger("pollux.engines.runtimes.openvino")
 
@@ -78,6 +83,11 @@ class OpenVINORuntime(Runtime):
         self._feature_prefix = ""
         self._reused: int | None = None  # positions the last prefill found in the KV state
         self.vision: dict[str, Any] = {}  # the vision encoder that runs (weights, precision) and why
+        self.choice = prefill_choice.Choice(self.options.long_prompt_runtime, None, "not loaded")
+        self.served = {prefill_choice.OPENVINO: 0, prefill_choice.TORCH: 0, "warmupsLeftToTransformers": 0}
+        self._source: Path | None = None
+        self._torch: "TorchRuntime | None" = None  # long prompts' runtime, loaded when the first arrives
+        self._torch_lock = threading.Lock()
 
     # ------------------------------------------------------------------------------ lifecycle
 
@@ -96,24 +106,32 @@ class OpenVINORuntime(Runtime):
         processor_settings = json.dumps(format.processor.image_processor.to_dict(), sort_keys=True, default=str)
         self._feature_prefix = f"{folder.name}:{hashlib.sha256(processor_settings.encode()).hexdigest()[:12]}"
         self.prefix = PrefixCache(self.prefix.max_bytes, "float32" if mode == "fp32" else "float16")
-        self.converted, self.format, self.model = folder, format, model
+        self.converted, self.format, self.model, self._source = folder, format, model, source
         log.info("loaded %s with OpenVINO (%s weights) from %s", self.entry.id, mode, folder)
+        self.choice = prefill_choice.decide(self.options, folder, self.entry.input_token_limit, self._machine_key,
+                                            self._timers)
         return model
 
     def unload(self) -> None:
-        with self._vision_lock:
-            self.model = None
+        with self._vision_lock, self._torch_lock:
+            self.model = self._torch = None
             self.prefix.clear(pinned=True)
             self.features.clear(pinned=True)  # features belong to the loaded model's conversion
             self.pin_budget = PinBudget(self.settings.cache_memory_bytes)
 
     def info(self) -> dict[str, Any]:
         bins = sum(p.stat().st_size for p in self.converted.glob("*.bin")) if self.converted else 0
+        long_runtime = self._torch
+        memory = {"weightsBytes": bins, "featureCacheBytes": self.features.bytes, "kvSnapshotBytes": self.prefix.bytes,
+                  "pinnedBytes": self.pin_budget.used, "pinBudgetBytes": self.pin_budget.max_bytes}
+        if long_runtime is not None:
+            memory["transformersWeightsBytes"] = sum(p.numel() * p.element_size()
+                                                     for p in long_runtime.model.parameters())
         return {"weights": ov_convert.weights_mode(self.entry), "converted": str(self.converted),
                 "vision": {k: v for k, v in self.vision.items() if k != "xml"},
-                "memory": {"weightsBytes": bins, "featureCacheBytes": self.features.bytes,
-                           "kvSnapshotBytes": self.prefix.bytes, "pinnedBytes": self.pin_budget.used,
-                           "pinBudgetBytes": self.pin_budget.max_bytes},
+                "prefill": {**self.choice.info(), "transformersLoaded": long_runtime is not None,
+                            "served": dict(self.served)},
+                "memory": memory,
                 "featureCache": self.features.info(), "prefixCache": self.prefix.info(), "stats": dict(self.stats)}
 
     def generating(self) -> AbstractContextManager:
@@ -143,9 +161,22 @@ class OpenVINORuntime(Runtime):
         return FastPrompt(ids, embeds, keys, [im.image.size for im in images])
 
     def feature_key(self, image: Image) -> str | None:
+        """An image's vision-feature identity: its content (the cache key), the processor's settings and
+        the image's variant. A mediaResolution level that changes nothing in this image's processor
+        arguments is left out (prompt.py appends it to the cache key): a SmolVLM2 video frame is one
+        unsplit tile at every level, so the upload's warm-up (at the default level) serves LOW too."""
         if not image.cache_key:
             return None
+        if image.resolution and self._level_changes_nothing(image):
+            image = dataclasses.replace(image, resolution=None,
+                                        cache_key=image.cache_key.removesuffix(f"/{image.resolution}"))
         return f"{self._feature_prefix}:{self.format.feature_variant(image)}:{image.cache_key}"  # type: ignore[union-attr]
+
+    def _level_changes_nothing(self, image: Image) -> bool:
+        arguments = getattr(self.format, "_image_kwargs", None)  # SmolVLMFormat: the processor's arguments
+        return (arguments is not None and image.cache_key is not None
+                and image.cache_key.endswith(f"/{image.resolution}")
+                and arguments(image) == arguments(dataclasses.replace(image, resolution=None)))
 
     def image_features(self, image: Image, cancel: threading.Event | None = None) -> Features:
         """The vision features of one image: cached, being computed (then waited for), or computed now."""
@@ -183,11 +214,87 @@ class OpenVINORuntime(Runtime):
         def advance(input_ids: "torch.Tensor") -> "torch.Tensor":
             return as_scores(self._step(int(input_ids[0, -1])))
 
+        positions = prepared.length - self.prefix.reusable(prepared.keys)
+        if self.choice.torch_for(positions):
+            self.served[prefill_choice.TORCH] += 1
+            log.info("%d positions to prefill: transformers runs this prompt (crossover %d)", positions,
+                     self.choice.crossover)
+            runtime = self._long_runtime()
+            yield from runtime.sessions(self._as_torch_input(runtime, prepared), count, cancel)
+            return
+        self.served[prefill_choice.OPENVINO] += 1
         for _ in range(count):  # each candidate prefills again: all but the last position come from the KV state
             logits = self._prefill(prepared, cancel.is_set if cancel is not None else None)
             if logits is None:
                 raise Cancelled("Generation was cancelled: the client went away.")
             yield Session(prepared.ids, as_scores(logits), advance, reused=self._reused)
+
+    # ------------------------------------------------------------------------------ long prompts on torch
+
+    def _long_runtime(self) -> "TorchRuntime":
+        """The torch runtime of the same checkpoint, loaded on first use (its vision tower dropped: the
+        features are this runtime's)."""
+        with self._torch_lock:
+            if self._torch is None:
+                began = time.perf_counter()
+                runtime = self._load_torch()
+                runtime.drop_vision_tower()
+                self._torch = runtime
+                log.info("loaded the transformers runtime for long prompts in %.1f s", time.perf_counter() - began)
+            return self._torch
+
+    def _load_torch(self) -> "TorchRuntime":
+        from pollux.engines.runtimes.torch import TorchRuntime
+
+        runtime = TorchRuntime(self.entry, self.settings, self.options, self.queue, self.background)
+        runtime.load(self._source, self.format)  # type: ignore[arg-type]
+        return runtime
+
+    def _as_torch_input(self, runtime: "TorchRuntime", fast: FastPrompt) -> Any:
+        """The prompt as the torch runtime's input: the same ids, this runtime's vision features at the
+        image positions (cached, warmed up), the torch model's own embeddings elsewhere."""
+        mask = (fast.ids[0] == self.model.config.image_token_id).numpy()
+        return runtime.embedded(fast.ids, mask, fast.embeds[0, mask])
+
+    def _machine_key(self) -> dict:
+        """What the prefill figures depend on (prefill_choice's stored key)."""
+        import openvino as ov
+        import torch
+
+        core = ov.Core()
+        compiled = self.model.language_model.request.get_compiled_model()
+        return {"version": prefill_choice.VERSION, "lengths": list(prefill_choice.MEASURED),
+                "cpu": {"openvino": sorted(core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")),
+                        "name": core.get_property("CPU", "FULL_DEVICE_NAME"), "flags": prefill_choice.cpu_flags(),
+                        "cores": prefill_choice.usable_cores(), "torchThreads": torch.get_num_threads()},
+                "versions": {p: ov_convert.package_version(p) for p in ("openvino", "optimum-intel", "torch",
+                                                                          "transformers")},
+                "precision": {"openvinoWeights": ov_convert.weights_mode(self.entry),
+                              "openvinoInference": _property(compiled, "INFERENCE_PRECISION_HINT"),
+                              "openvinoKvCache": _property(compiled, "KV_CACHE_PRECISION"),
+                              "transformers": self.options.dtype}}
+
+    def _timers(self) -> tuple[dict[str, "prefill_choice.Timer"], Callable[[], None]]:
+        """Both runtimes' prefill timers for `prefill_choice.measure`, and what releases the torch one."""
+        runtime = self._load_torch()
+
+        def release() -> None:
+            runtime.unload()
+            self.prefix.invalidate(self.model.language_model.request)  # the timings left random state
+
+        return {prefill_choice.OPENVINO: self._time_prefill, prefill_choice.TORCH: runtime.time_prefill}, release
+
+    def _time_prefill(self, positions: int) -> float:
+        import numpy as np
+
+        hidden = self.model.config.text_config.hidden_size
+        embeds = (np.random.default_rng(positions).standard_normal((1, positions, hidden)) * 0.02).astype(np.float32)
+        self.model.language_model.request.reset_state()
+        began = time.perf_counter()
+        self._infer(embeds, 0)
+        return time.perf_counter() - began
+
+    # ------------------------------------------------------------------------------ prefill on OpenVINO
 
     def _prefill(self, fast: FastPrompt, stop: Callable[[], bool] | None = None,
                  chunk: int = PREFILL_CHUNK, whole: bool = False) -> "np.ndarray | None":
@@ -270,6 +377,11 @@ class OpenVINORuntime(Runtime):
             slots = [i for i, key in enumerate(fast.keys) if isinstance(key, tuple)]
             end = min(fast.length, slots[-1] + 2) if slots else fast.length  # + the block's closing token
             head = FastPrompt(fast.ids[:, :end], fast.embeds[:, :end], fast.keys[:end])
+            positions = end - self.prefix.reusable(head.keys + [None])
+            if self.choice.torch_for(positions):  # the question will prefill it faster on torch
+                self.served["warmupsLeftToTransformers"] += 1
+                log.info("no KV warm-up of %d positions: transformers prefills them faster here", positions)
+                return
             if self._prefill(head, stop=self.queue.requests_waiting, chunk=WARM_CHUNK, whole=True) is not None:
                 self.prefix.save(self.model.language_model.request)
 
@@ -324,3 +436,10 @@ def _logits_for_last_position(model: Any) -> None:
                      np.array([1], np.int64), np.array([1], np.int64))
     head.input(0).replace_source_output(last.output(0))
     model.validate_nodes_and_infer_types()
+
+
+def _property(compiled: Any, name: str) -> str:
+    try:
+        return str(compiled.get_property(name))
+    except Exception:  # a property this OpenVINO version does not report
+        return "-"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import inspect
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,6 +45,42 @@ class TorchRuntime(Runtime):
     def prepare(self, prompt: "Prompt", cancel: threading.Event | None = None) -> "Encoded":
         return self.format.encode(prompt)  # type: ignore[union-attr]
 
+    # ------------------------------------------------------------------------------ under another runtime
+    # (the OpenVINO runtime hands a long prompt's prefill here: runtimes/prefill_choice.py)
+
+    def embedded(self, ids: "torch.Tensor", image_positions: Any = None, features: Any = None) -> "Encoded":
+        """Model input for `ids` whose image positions (a boolean mask over them) carry `features`
+        ([positions, hidden], computed elsewhere: the OpenVINO encoder's); the text positions get
+        this model's own embeddings, as its forward would give them."""
+        import torch
+
+        from pollux.engines.chat import Encoded
+
+        with torch.inference_mode():
+            embeds = self.model.get_input_embeddings()(ids)
+            if image_positions is not None and int(image_positions.sum()):
+                embeds[0, torch.as_tensor(image_positions)] = torch.as_tensor(features).to(embeds.dtype)
+        return Encoded({"input_ids": ids, "attention_mask": torch.ones_like(ids), "inputs_embeds": embeds})
+
+    def drop_vision_tower(self) -> None:
+        """Image features come from elsewhere: free the vision encoder's weights (SmolVLM: ~93M parameters)."""
+        inner = getattr(self.model, "model", None)
+        if inner is not None and getattr(inner, "vision_model", None) is not None:
+            inner.vision_model = None
+
+    def time_prefill(self, positions: int) -> float:
+        """Seconds of one prefill of `positions` random embeddings, as `sessions` runs it (prefill_choice)."""
+        import torch
+
+        hidden = self.model.get_input_embeddings().embedding_dim
+        ids = torch.zeros(1, positions, dtype=torch.long)
+        embeds = torch.randn(1, positions, hidden, generator=torch.Generator().manual_seed(positions)) * 0.02
+        encoded = self.embedded(ids)
+        encoded.inputs["inputs_embeds"] = embeds.to(self.model.dtype)
+        began = time.perf_counter()
+        self._prefill(encoded, quiet=True)
+        return time.perf_counter() - began
+
     def sessions(self, prepared: "Encoded", count: int, cancel: threading.Event | None) -> Iterator[Session]:
         if count > 1:  # the prompt is read once for all candidates
             shared = self._prefill(prepared)
@@ -60,7 +97,7 @@ class TorchRuntime(Runtime):
 
         return Session(step.input_ids, step.logits, advance)
 
-    def _prefill(self, encoded: "Encoded") -> "Step":
+    def _prefill(self, encoded: "Encoded", quiet: bool = False) -> "Step":
         """Run the model over the prompt (vision encoder included): the KV cache and the first logits."""
         import torch
         from transformers import DynamicCache
@@ -72,10 +109,14 @@ class TorchRuntime(Runtime):
         if self._logits_to_keep:
             kwargs["logits_to_keep"] = 1
         step = Step(input_ids, kwargs)
+        began = time.perf_counter()
         with torch.inference_mode():
             self._forward(step)
-        for name in ("pixel_values", "pixel_attention_mask", "pixel_values_videos"):  # only the prefill reads them
-            kwargs.pop(name, None)
+        if encoded.length > 256 and not quiet:  # a long prefill is worth a line (benchmarks/video_e2e.py reads it)
+            log.info("prefilled %d positions after 0 cached in %.2f s (transformers)", encoded.length,
+                     time.perf_counter() - began)
+        for name in ("pixel_values", "pixel_attention_mask", "pixel_values_videos", "inputs_embeds"):
+            kwargs.pop(name, None)  # only the prefill reads them
         return step
 
     def _forward(self, step: "Step") -> None:
