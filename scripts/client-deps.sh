@@ -31,7 +31,7 @@ npm ping >/dev/null 2>&1 || cannot "the npm registry cannot be reached"
 venv() {  # $1 = folder, $2 = pins file
   rm -rf "$1"
   "$PYTHON" -m venv "$1"
-  "$1/bin/python" -m pip install -q --no-compile --disable-pip-version-check -r "$2"
+  "$1/bin/python" -m pip install -q --disable-pip-version-check -r "$2"
 }
 echo "client-deps: installing pinned clients into $WORK (a few minutes, once)" >&2
 rm -f "$WORK/.installed"

