@@ -309,9 +309,10 @@ class GenerationService:
             response_mime_type=params.response_mime_type, response_schema=params.response_schema,
             media_resolution=media_resolution)
 
-    def prompt_for_file(self, engine: Engine, rec, prepared=None) -> Prompt:
+    def prompt_for_file(self, engine: Engine, rec, prepared=None, media_resolution: str | None = None) -> Prompt:
         """The prompt a request holding just this file assembles (what the warm-up precomputes)."""
-        return self.assemble(engine, [RequestTurn("user", [self.file_part(rec, prepared)])])
+        return self.assemble(engine, [RequestTurn("user", [self.file_part(rec, prepared)])],
+                             media_resolution=media_resolution)
 
     async def stream(self, job: Job) -> AsyncIterator[Delta]:
         """Run the engine in a worker thread; leaving the iterator early cancels generation."""

@@ -38,6 +38,7 @@ class Image:
     cache_key: str | None = None  # stable id of (content, preparation) for vision-feature caches
     resolution: str | None = None  # effective mediaResolution (part override, else global); engines/resolution.py
     encoded: "tuple[str, bytes | Path] | None" = None  # the file as sent, where it shows the original exactly
+    covers: tuple[float, ...] = ()  # a grid of frames (engines/frame_grid.py): the timestamps it shows
 
 
 @dataclass

@@ -21,7 +21,8 @@ Videos, in this order (measured with benchmarks/video_e2e.py):
    (a frame being encoded is waited for, never encoded twice; the prefix being prefilled is waited
    for and reused: `OpenVINORuntime._warm` holds the model's queue, the question takes its turn
    after it and prefills only its own words). For the first question the total is the same whether
-   the file stayed PROCESSING for that work or not, so ACTIVE is not held back for it.
+   the file stayed PROCESSING for that work or not, so ACTIVE is not held back for it;
+4. last, the features of the frames at MEDIA_RESOLUTION_LOW where the model sees them otherwise there.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import functools
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -46,6 +48,7 @@ log = logging.getLogger("pollux.warmup")
 # An image stays PROCESSING at most this long for its features (a model being converted on first use
 # can take minutes); after that it is ACTIVE anyway and the first question computes what is missing.
 IMAGE_WARMUP_TIMEOUT = 900.0
+LOW = "MEDIA_RESOLUTION_LOW"
 
 
 class Warmup:
@@ -91,17 +94,18 @@ class Warmup:
         try:
             if isinstance(prepared, PreparedVideo):
                 if prepared.frames:
-                    self._warm(record, prepared, wait=False)
+                    self._warm(record, prepared, wait=False, then=functools.partial(self._warm_low, record, prepared))
             elif str(getattr(record, "mime_type", "")).startswith("image/"):
                 self._warm(record, prepared, wait=True)
         except Exception:  # a warm-up is an optimisation: it never fails a file
             log.exception("vision warm-up of %s failed", getattr(record, "id", "?"))
 
-    def _warm(self, record: Any, prepared: Any, wait: bool) -> None:
+    def _warm(self, record: Any, prepared: Any, wait: bool, then: Callable[["Engine"], None] | None = None) -> None:
         pending = []
         for engine in self.engines():
             done = threading.Event() if wait else None
-            engine.precompute(functools.partial(self.prompt_for, engine, record, prepared), done=done)
+            engine.precompute(functools.partial(self.prompt_for, engine, record, prepared), done=done,
+                              then=functools.partial(then, engine) if then else None)
             if done is not None:
                 pending.append(done)
         deadline = time.monotonic() + self.image_timeout
@@ -115,11 +119,21 @@ class Warmup:
                                 self.image_timeout)
                     return
 
-    def prompt_for(self, engine: "Engine", record: Any, prepared: Any = None) -> "Prompt":
+    def _warm_low(self, record: Any, prepared: Any, engine: "Engine") -> None:
+        """After the default level's work, a video's features at LOW where they differ (SmolVLM2 packs
+        frames into grids there): a LOW question then prefills only. No KV prefix: it would replace
+        the default level's."""
+        if self.files is not None and self.files.processor.is_cancelled(str(getattr(record, "key", None) or
+                                                                            getattr(record, "id", "?"))):
+            return
+        engine.precompute(functools.partial(self.prompt_for, engine, record, prepared, LOW), warm_prefix=False)
+
+    def prompt_for(self, engine: "Engine", record: Any, prepared: Any = None,
+                   media_resolution: str | None = None) -> "Prompt":
         """The prompt a request holding just this file assembles for `engine` (run in the background)."""
         if self.generation is None:
             raise RuntimeError("the warm-up needs the generation service to assemble prompts")
-        return self.generation.prompt_for_file(engine, record, prepared)
+        return self.generation.prompt_for_file(engine, record, prepared, media_resolution)
 
 
 def install(files: "FileService", hub: "EngineHub", catalog: "Catalog", generation: "GenerationService") -> Warmup:

@@ -375,7 +375,7 @@ def test_video_frames_precomputed_after_processing(ov_int8, tmp_path):
     before = dict(ov_int8.stats)
     warmup.on_processed(Record(), video, ov_int8.settings)  # returns at once; work runs in the background
     assert ov_int8.background.wait_idle(180)
-    assert ov_int8.stats["vision_calls"] - before["vision_calls"] == 6  # one call per frame
+    assert ov_int8.stats["vision_calls"] - before["vision_calls"] == 6 + 2  # one per frame, then LOW's 2 grids
     mid = dict(ov_int8.stats)
     turns = [RequestTurn("user", [MediaPart(video, "video/mp4", "files/vid"), TextPart("What moves?")])]
     prompt = assemble(turns, None, capabilities=ov_int8.capabilities, token_budget=4096,
@@ -404,7 +404,7 @@ def test_video_frames_are_encoded_while_the_transcript_is_computed(ov_int8, tmp_
         hook(_Record(), video, ov_int8.settings)
     assert seen_in_transcript == [5]  # all five frames encoded while the transcript hook still ran
     assert ov_int8.background.wait_idle(180)
-    assert ov_int8.stats["vision_calls"] - before["vision_calls"] == 5  # never twice
+    assert ov_int8.stats["vision_calls"] - before["vision_calls"] == 5 + 1  # never twice; then LOW's grid
     assert ov_int8.stats["prefill_tokens"] > before["prefill_tokens"]  # then the whole prompt's prefix
 
 
@@ -552,10 +552,11 @@ def test_media_resolution_levels_equal_transformers(ov_fp32, smol_engine, photos
     assert lengths[0] < lengths[1]
 
 
-def test_a_level_that_changes_no_input_shares_the_features(ov_int8, photos, tmp_path):
-    """A video frame is one unsplit tile at every mediaResolution: the features (and KV prefix) an upload's
-    warm-up computed at the default level serve a question at LOW; a still image's tiles do change."""
-    video = make_video(tmp_path / "lv", seconds=3, with_audio=False)
+def test_low_encodes_a_tile_per_four_frames_and_the_warm_up_prepares_them(ov_int8, photos, tmp_path):
+    """At LOW a SmolVLM2 video goes through the encoder as 2x2 grids of frames, one call per grid
+    (engines/frame_grid.py); the upload's warm-up computes them after the default level's frames and
+    prefix, so a LOW question asked later runs no encoder. A still image's key follows its level."""
+    video = make_video(tmp_path / "lv", seconds=5, with_audio=False)
     video.sha256 = "l" * 64
     turns = [RequestTurn("user", [MediaPart(video, "video/mp4", "files/lv"), TextPart("What happens?")])]
 
@@ -564,15 +565,24 @@ def test_a_level_that_changes_no_input_shares_the_features(ov_int8, photos, tmp_
                         count_tokens=ov_int8.count_tokens, media_resolution=level)
 
     default, low = prompt(None), prompt("MEDIA_RESOLUTION_LOW")
-    assert {im.resolution for im in low.images()} == {"MEDIA_RESOLUTION_LOW"}
-    assert {im.cache_key for im in low.images()}.isdisjoint(im.cache_key for im in default.images())
-    key = ov_int8.runtime.feature_key
-    assert [key(im) for im in low.images()] == [key(im) for im in default.images()]
     run(ov_int8, default, max_output_tokens=2, temperature=0.0)
     before = dict(ov_int8.stats)
-    run(ov_int8, low, max_output_tokens=2, temperature=0.0)
-    assert ov_int8.stats["vision_calls"] == before["vision_calls"]
-    assert ov_int8.stats["prefill_tokens"] - before["prefill_tokens"] < 20  # the default level's prefix served it
+    assert steps(run(ov_int8, low, max_output_tokens=2, temperature=0.0))
+    # one call for frames 0-3; frame 4, alone, stays a frame: the default level's features serve it
+    assert ov_int8.stats["vision_calls"] - before["vision_calls"] == 1
+    assert ov_int8.prepare_prompt(low).length == ov_int8.count_tokens(low) < ov_int8.count_tokens(default)
+
+    video.sha256 = "m" * 64  # a new upload of the same video
+    warmup = _warmup_for(ov_int8)
+    before = dict(ov_int8.stats)
+    warmup.on_processed(_Record(), video, ov_int8.settings)
+    assert ov_int8.background.wait_idle(180)
+    assert ov_int8.stats["vision_calls"] - before["vision_calls"] == 5 + 1  # the frames, then the grid
+    mid = dict(ov_int8.stats)
+    run(ov_int8, prompt("MEDIA_RESOLUTION_LOW"), max_output_tokens=2, temperature=0.0)
+    assert ov_int8.stats["vision_calls"] == mid["vision_calls"]
+
+    key = ov_int8.runtime.feature_key
     photo = photos["astronaut"]
     still = [Image(photo, photo.size, cache_key="s:320x240" + suffix, resolution=level)
              for level, suffix in ((None, ""), ("MEDIA_RESOLUTION_LOW", "/MEDIA_RESOLUTION_LOW"))]

@@ -40,7 +40,7 @@ class WarmingEngine:
     def is_loaded(self):
         return True
 
-    def precompute(self, load_prompt, warm_prefix=True, done=None):
+    def precompute(self, load_prompt, warm_prefix=True, done=None, then=None):
         def work():
             if not self.fail:  # failing = the engine's plan raised: `done` is still set
                 self.release.wait(10)

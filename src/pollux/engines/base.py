@@ -158,10 +158,10 @@ class Engine(ABC):
         return count_text_estimate(text)
 
     def precompute(self, load_prompt: Callable[[], Prompt], warm_prefix: bool = True,
-                   done: threading.Event | None = None) -> None:
+                   done: threading.Event | None = None, then: Callable[[], None] | None = None) -> None:
         """Compute, in the background, what the prompt `load_prompt()` will need (an uploaded file's
-        features, its prefix); returns at once and sets `done` once finished. Engines that keep nothing
-        (`precomputes = False`) just set it."""
+        features, its prefix); returns at once and sets `done` once finished, then runs `then` (more
+        background work, behind this). Engines that keep nothing (`precomputes = False`) just set `done`."""
         if done is not None:
             done.set()
 

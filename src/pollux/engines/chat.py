@@ -47,6 +47,7 @@ class ChatFormat:
 
     family = "generic"
     frame_text = "{ts}: "
+    grid_text = "{ts} (a grid, left to right, top to bottom): "
 
     def __init__(self, processor: Any, options: LocalOptions | None = None):
         self.processor = processor
@@ -65,7 +66,8 @@ class ChatFormat:
                 if isinstance(seg, Image):
                     content.append({"type": "image"})
                 elif isinstance(seg, Text):
-                    text = self.frame_text.format(ts=seg.text) if _is_marker(seg) else seg.text
+                    text = self._marker(seg, segments[i + 1] if i + 1 < len(segments) else None) \
+                        if _is_marker(seg) else seg.text
                     if seg.modality == "VIDEO" and (i == 0 or not _is_frame_run(segments, i)):
                         text = self.video_intro(segments, i) + text
                     if content and content[-1]["type"] == "text" and not _is_marker(seg):
@@ -83,6 +85,11 @@ class ChatFormat:
 
     def video_intro(self, segments: list, start: int) -> str:
         return ""
+
+    def _marker(self, marker: Text, image: Any) -> str:
+        if isinstance(image, Image) and image.covers:  # a grid of frames (frame_grid.py)
+            return self.grid_text.format(ts=marker.text)
+        return self.frame_text.format(ts=marker.text)
 
     def text(self, prompt: Prompt, add_generation_prompt: bool = True) -> str:
         return self.processor.apply_chat_template(self.messages(prompt), add_generation_prompt=add_generation_prompt,
@@ -126,6 +133,7 @@ class SmolVLMFormat(ChatFormat):
 
     family = "smolvlm"
     frame_text = "\nFrame from {ts}:"
+    grid_text = "\nFrames from {ts}:"
 
     def video_intro(self, segments: list, start: int) -> str:
         from datetime import timedelta
@@ -140,9 +148,14 @@ class SmolVLMFormat(ChatFormat):
                 frames.append(seg)
             elif isinstance(seg, Text) and seg.modality == "TEXT":
                 break
-        duration = int((frames[-1].timestamp or 0) + 1) if frames else 0
-        return (f"You are provided the following series of {num2words(len(frames))} frames from a "
-                f"{timedelta(seconds=duration)} [H:MM:SS] video.\n")
+        last = max(frames[-1].covers or (frames[-1].timestamp or 0,)) if frames else 0
+        duration = int(last + 1) if frames else 0
+        shown = sum(len(f.covers) or 1 for f in frames)
+        grids = max((round(len(f.covers) ** 0.5) for f in frames if f.covers), default=0)
+        packed = (f", {num2words(grids * grids)} to an image in {grids}x{grids} grids read left to right, "
+                  "top to bottom" if grids else "")
+        return (f"You are provided the following series of {num2words(shown)} frames from a "
+                f"{timedelta(seconds=duration)} [H:MM:SS] video{packed}.\n")
 
     def _splits(self, image: Image) -> bool:
         row = resolution.settings(self.family, image.resolution)
@@ -158,8 +171,12 @@ class SmolVLMFormat(ChatFormat):
         out: dict[str, Any] = {"do_image_splitting": self._splits(image)}
         row = resolution.settings(self.family, image.resolution)
         tiles = row["tiles"] if row else self.options.default_image_tiles
-        if tiles and image.modality != "VIDEO":
-            tile = self.processor.image_processor.max_image_size["longest_edge"]
+        tile = self.processor.image_processor.max_image_size["longest_edge"]
+        if image.modality == "VIDEO":
+            # One tile, as the checkpoint's video processor sizes frames: not first upscaled to the
+            # still-image edge (2048 px) only to be squared down to the tile (0.15 s a frame here).
+            out["size"] = {"longest_edge": tile}
+        elif tiles:
             out["size"] = {"longest_edge": tiles * tile}
         return out
 

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from pollux.engines import boxes, chat, weights
+from pollux.engines import boxes, chat, frame_grid, weights
 from pollux.engines.base import Capabilities, Delta, Engine, GenerationParams
 from pollux.engines.decoding import Decoder, eos_ids
 from pollux.engines.features import Background
@@ -115,7 +115,7 @@ class LocalEngine(Engine):
 
     def count_tokens(self, prompt: Prompt) -> int:
         self.load()
-        return self.format.count(prompt)  # type: ignore[union-attr]
+        return self.format.count(self._as_seen(prompt, pixels=False))  # type: ignore[union-attr]
 
     def count_text(self, text: str) -> int:
         self.load()
@@ -124,12 +124,19 @@ class LocalEngine(Engine):
     def prepare_prompt(self, prompt: Prompt, cancel: threading.Event | None = None) -> Prepared:
         """The prompt as the runtime's model input (images encoded)."""
         self.load()
-        return self.runtime.prepare(prompt, cancel)  # type: ignore[union-attr]
+        return self.runtime.prepare(self._as_seen(prompt), cancel)  # type: ignore[union-attr]
+
+    def _as_seen(self, prompt: Prompt, pixels: bool = True) -> Prompt:
+        """The prompt as the model takes it: frames packed into grids where the level asks for it."""
+        tile = self.format.processor.image_processor.max_image_size["longest_edge"] \
+            if self.entry.family == "smolvlm" else 0  # type: ignore[union-attr]
+        return frame_grid.pack(prompt, self.entry.family, tile, pixels) if tile else prompt
 
     # ------------------------------------------------------------------------------ generation
 
     def generate(self, prompt: Prompt, params: GenerationParams, cancel: threading.Event) -> Iterator[Delta]:
         self.load()
+        prompt = self._as_seen(prompt)
         arrived = time.perf_counter()
         with self.queue.turn(cancel), self.runtime.generating():  # type: ignore[union-attr]
             if (waited := time.perf_counter() - arrived) > 0.5:  # read by benchmarks/video_e2e.py
@@ -197,7 +204,7 @@ class LocalEngine(Engine):
     # ------------------------------------------------------------------------------ ahead of requests
 
     def precompute(self, load_prompt: Callable[[], Prompt], warm_prefix: bool = True,
-                   done: threading.Event | None = None) -> None:
+                   done: threading.Event | None = None, then: Callable[[], None] | None = None) -> None:
         """Compute a prompt's vision features (and, with `warm_prefix`, its KV prefix) in the background;
         returns at once. `load_prompt` (called in the background) gives the prompt a request about a file
         would start with. `done` is set once all of that has run, failed or been dropped (an unload)."""
@@ -209,10 +216,12 @@ class LocalEngine(Engine):
                 self.load()
                 runtime = self.runtime
                 if runtime is not None and runtime.keeps_state:
-                    jobs = runtime.warm_jobs(load_prompt(), warm_prefix)
+                    jobs = runtime.warm_jobs(self._as_seen(load_prompt()), warm_prefix)
             finally:
                 if finish is not None:
                     jobs.append((f"done:{id(done)}", finish))
+                if then is not None:
+                    jobs.append((f"then:{id(then)}", then))
                 # Someone waiting (an image held in PROCESSING) goes ahead of queued video frames.
                 for key, job in (reversed(jobs) if done is not None else jobs):
                     self.background.submit(key, job, first=done is not None, on_drop=finish)
@@ -230,7 +239,7 @@ class LocalEngine(Engine):
         self.load()
         runtime = self.runtime
         if runtime is not None and runtime.keeps_state:
-            runtime.pin(handle, prompt, wanted=lambda: self._pins.get(handle) is prompt,
+            runtime.pin(handle, self._as_seen(prompt), wanted=lambda: self._pins.get(handle) is prompt,
                         settled=lambda: self._pins.__setitem__(handle, None))
 
     def unpin(self, handle: str) -> None:

@@ -7,8 +7,8 @@ Prompt assembly resolves each image's effective level once (the part's own overr
 - smolvlm: `tiles` × the encoder's tile edge (512 px on the released checkpoints) is the longest
   edge the Idefics3 processor resizes to before cutting tiles (+1 global tile, 64 tokens each on
   the 256M/500M checkpoints): 1024 px at MEDIUM, 2048 px (the checkpoints' default) at HIGH;
-  `split=False` sends the global tile only. Video frames are always one unsplit tile (the encoder's floor), so the
-  level changes nothing for them.
+  `split=False` sends the global tile only. A video frame is one unsplit tile (the encoder's floor) at
+  every level; at LOW `frame_grid: 2` packs four frames into that tile (`frame_grid.py`).
 - qwen2_5_vl: pixel caps (28×28 pixels per merged token) for still images and video frames.
 - generic: the longest edge the emulator and remote (OpenAI-compatible) engines downscale to,
   and the `detail` an OpenAI image_url part is sent with.
@@ -22,7 +22,7 @@ LEVELS = ("LOW", "MEDIUM", "HIGH")
 
 TABLE: dict[str, dict[str, dict[str, Any]]] = {
     "smolvlm": {
-        "LOW": {"split": False, "tiles": 1},
+        "LOW": {"split": False, "tiles": 1, "frame_grid": 2},
         "MEDIUM": {"split": True, "tiles": 2},
         "HIGH": {"split": True, "tiles": 4},
     },
