@@ -121,3 +121,19 @@ def test_low_generates_from_the_grids(smol_engine, tmp_path):
     deltas = list(smol_engine.generate(low, GenerationParams(max_output_tokens=3, temperature=0.0),
                                        threading.Event()))
     assert deltas and deltas[-1].finish_reason
+
+
+def test_a_frame_is_sized_as_the_checkpoints_video_processor_sizes_it(smol_engine, photos):
+    """A frame goes to the tile's size directly (not via the still images' 2048 px edge), as SmolVLM2's
+    own video processor prepares frames: the pixels agree but for its BICUBIC against LANCZOS."""
+    import numpy as np
+
+    fmt = smol_engine.format
+    frame = photos["astronaut"].resize((1280, 720))
+    ours = fmt.image_inputs(Image(frame, frame.size, modality="VIDEO", timestamp=0.0)).pixel_values[0, 0]
+    video = fmt.processor.video_processor(videos=[np.asarray(frame)[None]], return_tensors="pt")
+    theirs = video["pixel_values"][0, 0]
+    assert ours.shape == theirs.shape
+    assert float((ours - theirs).abs().mean()) < 0.03  # of a [-1, 1] range
+    tile = fmt.processor.image_processor.max_image_size["longest_edge"]
+    assert fmt._image_kwargs(Image(frame, frame.size, modality="VIDEO"))["size"] == {"longest_edge": tile}
