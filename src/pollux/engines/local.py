@@ -128,9 +128,10 @@ class LocalEngine(Engine):
 
     def _as_seen(self, prompt: Prompt, pixels: bool = True) -> Prompt:
         """The prompt as the model takes it: frames packed into grids where the level asks for it."""
-        tile = self.format.processor.image_processor.max_image_size["longest_edge"] \
-            if self.entry.family == "smolvlm" else 0  # type: ignore[union-attr]
-        return frame_grid.pack(prompt, self.entry.family, tile, pixels) if tile else prompt
+        if self.entry.family != "smolvlm" or self.format is None:
+            return prompt
+        tile = self.format.processor.image_processor.max_image_size["longest_edge"]
+        return frame_grid.pack(prompt, self.entry.family, tile, pixels)
 
     # ------------------------------------------------------------------------------ generation
 
