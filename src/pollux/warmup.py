@@ -109,7 +109,7 @@ class Warmup:
             if done is not None:
                 pending.append(done)
         deadline = time.monotonic() + self.image_timeout
-        file_id = str(getattr(record, "key", None) or getattr(record, "id", "?"))  # jobs are keyed by storage key
+        file_id = _file_id(record)
         for done in pending:
             while not done.wait(0.2):
                 if self.files is not None and self.files.processor.is_cancelled(file_id):
@@ -123,8 +123,7 @@ class Warmup:
         """After the default level's work, a video's features at LOW where they differ (SmolVLM2 packs
         frames into grids there): a LOW question then prefills only. No KV prefix: it would replace
         the default level's."""
-        if self.files is not None and self.files.processor.is_cancelled(str(getattr(record, "key", None) or
-                                                                            getattr(record, "id", "?"))):
+        if self.files is not None and self.files.processor.is_cancelled(_file_id(record)):
             return
         engine.precompute(functools.partial(self.prompt_for, engine, record, prepared, LOW), warm_prefix=False)
 
@@ -134,6 +133,10 @@ class Warmup:
         if self.generation is None:
             raise RuntimeError("the warm-up needs the generation service to assemble prompts")
         return self.generation.prompt_for_file(engine, record, prepared, media_resolution)
+
+
+def _file_id(record: Any) -> str:
+    return str(getattr(record, "key", None) or getattr(record, "id", "?"))  # jobs are keyed by storage key
 
 
 def install(files: "FileService", hub: "EngineHub", catalog: "Catalog", generation: "GenerationService") -> Warmup:

@@ -11,7 +11,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from pollux.engines import resolution
+from pollux.engines import frame_grid, resolution
 from pollux.engines.options import LocalOptions
 from pollux.prompt_types import Image, Prompt, Text
 
@@ -86,6 +86,11 @@ class ChatFormat:
     def video_intro(self, segments: list, start: int) -> str:
         return ""
 
+    def as_seen(self, prompt: Prompt, pixels: bool = True) -> Prompt:
+        """The prompt as the model takes it (SmolVLM2 packs LOW frames into grids); `pixels=False`:
+        for counting only."""
+        return prompt
+
     def _marker(self, marker: Text, image: Any) -> str:
         if isinstance(image, Image) and image.covers:  # a grid of frames (frame_grid.py)
             return self.grid_text.format(ts=marker.text)
@@ -151,11 +156,19 @@ class SmolVLMFormat(ChatFormat):
         last = max(frames[-1].covers or (frames[-1].timestamp or 0,)) if frames else 0
         duration = int(last + 1) if frames else 0
         shown = sum(len(f.covers) or 1 for f in frames)
-        grids = max((round(len(f.covers) ** 0.5) for f in frames if f.covers), default=0)
+        grids = max((frame_grid.grid_size(self.family, f) for f in frames if f.covers), default=0)
         packed = (f", {num2words(grids * grids)} to an image in {grids}x{grids} grids read left to right, "
                   "top to bottom" if grids else "")
         return (f"You are provided the following series of {num2words(shown)} frames from a "
                 f"{timedelta(seconds=duration)} [H:MM:SS] video{packed}.\n")
+
+    @property
+    def _tile(self) -> int:
+        """The vision encoder's tile edge (512 px on the released checkpoints)."""
+        return int(self.processor.image_processor.max_image_size["longest_edge"])
+
+    def as_seen(self, prompt: Prompt, pixels: bool = True) -> Prompt:
+        return frame_grid.pack(prompt, self.family, self._tile, pixels)
 
     def _splits(self, image: Image) -> bool:
         row = resolution.settings(self.family, image.resolution)
@@ -171,13 +184,12 @@ class SmolVLMFormat(ChatFormat):
         out: dict[str, Any] = {"do_image_splitting": self._splits(image)}
         row = resolution.settings(self.family, image.resolution)
         tiles = row["tiles"] if row else self.options.default_image_tiles
-        tile = self.processor.image_processor.max_image_size["longest_edge"]
         if image.modality == "VIDEO":
             # One tile, as the checkpoint's video processor sizes frames: not first upscaled to the
             # still-image edge (2048 px) only to be squared down to the tile (0.15 s a frame here).
-            out["size"] = {"longest_edge": tile}
+            out["size"] = {"longest_edge": self._tile}
         elif tiles:
-            out["size"] = {"longest_edge": tiles * tile}
+            out["size"] = {"longest_edge": tiles * self._tile}
         return out
 
     def image_inputs(self, image: Image) -> ImageInputs:

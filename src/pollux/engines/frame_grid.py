@@ -7,7 +7,7 @@ tokens a frame, a quarter of the encoder's work and of the prompt), the way Gemi
 a quarter of the tokens per frame. The processor squares an unsplit image to the tile anyway, so each
 cell sees its frame as a single frame would, at half the edge.
 
-The packing is the model's view of the prompt (`LocalEngine` applies it wherever a prompt enters):
+The packing is the model's view of the prompt (`SmolVLMFormat.as_seen`, which `LocalEngine` applies wherever a prompt enters):
 prompt assembly, thinning (which counts through the engine) and the Gemini-rule accounting are unchanged.
 Transcript lines that fell between a grid's frames follow the grid.
 """
@@ -96,7 +96,7 @@ def _grid(group: list[tuple[Text, Image]], n: int, tile: int, pixels: bool) -> l
     keys = [f.cache_key for f in frames]
     first = frames[0]
     image = dataclasses.replace(
-        first, image=canvas, timestamp=first.timestamp,
+        first, image=canvas,
         covers=tuple(f.timestamp or 0.0 for f in frames), encoded=None,
         cache_key=f"grid{n}:" + "+".join(keys) if pixels and all(keys) else None)  # type: ignore[arg-type]
     marker = Text(", ".join(m.text for m, _ in group), modality="VIDEO")

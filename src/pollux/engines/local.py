@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from pollux.engines import boxes, chat, frame_grid, weights
+from pollux.engines import boxes, chat, weights
 from pollux.engines.base import Capabilities, Delta, Engine, GenerationParams
 from pollux.engines.decoding import Decoder, eos_ids
 from pollux.engines.features import Background
@@ -128,10 +128,7 @@ class LocalEngine(Engine):
 
     def _as_seen(self, prompt: Prompt, pixels: bool = True) -> Prompt:
         """The prompt as the model takes it: frames packed into grids where the level asks for it."""
-        if self.entry.family != "smolvlm" or self.format is None:
-            return prompt
-        tile = self.format.processor.image_processor.max_image_size["longest_edge"]
-        return frame_grid.pack(prompt, self.entry.family, tile, pixels)
+        return prompt if self.format is None else self.format.as_seen(prompt, pixels)
 
     # ------------------------------------------------------------------------------ generation
 
